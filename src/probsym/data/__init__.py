@@ -1,0 +1,1 @@
+"""Data sets and batching: loaders, generators and collation. No models, no losses."""

@@ -42,3 +42,7 @@ class DataError(ProbsymError, ValueError):
 
 class MissingDataError(DataError, FileNotFoundError):
     """A data file is absent and cannot be downloaded (offline); the message names the file."""
+
+
+class InputError(ProbsymError, TypeError):
+    """Inputs do not match the declared signature: a declared input is missing or not a tensor."""

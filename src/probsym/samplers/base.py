@@ -1,0 +1,115 @@
+"""The sampler protocol: one call for every distribution p(g|x).
+
+A sampler draws ``s`` elements per input, b-major (row ``i*s + j`` is sample j of input i). All of
+its randomness is an explicit ``noise`` dict that it can draw itself (``sample_noise``) or receive;
+``noise_fields`` declares how every noise tensor transforms, which is what makes the exact
+equivariance check possible: transform the input and the noise by ``g`` and the sampled elements
+transform by ``g`` exactly (``h(g·x, g·ε) = g @ h(x, ε)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from probsym.fields import Field
+from probsym.groups import Group, GroupElement
+from probsym.signature import Signature
+
+
+class Samples(NamedTuple):
+    """What a sampler returns.
+
+    Attributes:
+        elements: ``b*s`` group elements, b-major.
+        regularization: scalar penalty to add to the loss (the permutation entropy for learned
+            samplers while training; zero elsewhere).
+        relaxed: the relaxed permutation matrices ``(b*s, n, n)`` carrying straight-through
+            gradients, or ``None``.
+    """
+
+    elements: GroupElement
+    regularization: Tensor
+    relaxed: Tensor | None = None
+
+
+class Sampler(nn.Module):
+    """Base class: a distribution p(g|x) over elements of ``group``.
+
+    Subclasses define ``noise_fields``, :meth:`sample_noise` and :meth:`forward`.
+    """
+
+    #: How every noise tensor transforms (names -> fields), for the exact equivariance check.
+    noise_fields: Mapping[str, Field] = {}
+    #: Whether transformed noise gives exactly ``g @ h`` element by element. False for samplers
+    #: that return a whole set (an enumerated frame), which transforms as a set, in another order.
+    elements_transform_exactly: bool = True
+
+    def __init__(self, group: Group, signature: Signature | None = None) -> None:
+        super().__init__()
+        self.group = group
+        self.signature = signature
+
+    def samples_per_input(self, num_samples: int) -> int:
+        """How many elements :meth:`forward` returns per input for ``num_samples`` requested."""
+        return num_samples
+
+    def sample_noise(
+        self,
+        inputs: Mapping[str, Tensor],
+        num_samples: int,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Draw the noise for ``num_samples`` samples per input, folded b-major."""
+        return {}
+
+    def transform_noise(
+        self, g: GroupElement, noise: Mapping[str, Tensor], mask: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Act on the noise with ``g`` (one element per input, repeated over the samples)."""
+        if not noise:
+            return {}
+        batch = g.batch_size
+        repeats = next(iter(noise.values())).shape[0] // batch
+        g_folded = g.repeat_interleave(repeats)
+        mask_folded = None if mask is None else mask.repeat_interleave(repeats, dim=0)
+        return {
+            name: g_folded.act(x, self.noise_fields[name], mask_folded) for name, x in noise.items()
+        }
+
+    def forward(
+        self,
+        inputs: Mapping[str, Tensor],
+        num_samples: int,
+        noise: Mapping[str, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Samples:  # pragma: no cover - abstract
+        """Draw ``num_samples`` elements per input (b-major)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"group={self.group!r}"
+
+
+def zero(reference: Tensor) -> Tensor:
+    """A scalar zero on the device and dtype of ``reference`` (the no-regularization value)."""
+    return torch.zeros((), device=reference.device, dtype=reference.dtype)
+
+
+def spatial_factor(group: Group) -> Group | None:
+    """The factor acting on the geometric axis (O, SO, E or SE), or ``None``."""
+    return next((f for f in group.factors if f.dim is not None), None)
+
+
+def make_spatial(factor: Group, rotation: Tensor, translation: Tensor | None) -> GroupElement:
+    """An element of ``factor`` from a rotation ``(B, d, d)`` and, for E/SE, a translation ``(B, d)``."""
+    from probsym.groups import Orthogonal, Rigid
+
+    if not factor.has_translations:
+        return Orthogonal(rotation)
+    if translation is None:
+        raise ValueError(f"{factor!r} needs a point input to place the origin (none declared)")
+    return Rigid(rotation, translation.to(rotation.dtype))

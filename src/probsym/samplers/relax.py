@@ -1,0 +1,144 @@
+"""Post-processing that turns equivariant network outputs into group elements.
+
+* Permutations: hard argsort of node scores in the forward pass; a SoftSort + log-domain Sinkhorn
+  relaxation (temperature ``tau``) carries straight-through gradients; an entropy penalty pushes the
+  relaxation towards a hard permutation (Kim et al. 2023, §2.1 of PAPER-NOTES).
+* Rotations: Gram–Schmidt on the columns of a matrix of equivariant vectors, safe when the vectors
+  are (nearly) dependent.
+
+Shapes: ``B`` batch (samples folded in) · ``n`` nodes (padded) · ``d`` space.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from probsym.groups.orthogonal import fix_determinant
+
+_NEG_INF = float("-inf")
+
+
+def normalize_scores(scores: Tensor, mask: Tensor | None, eps: float = 1e-6) -> Tensor:
+    """Centre, then L2-normalise scores over each graph's real nodes.
+
+    Normalising sets the scale the relaxation's ``tau`` sees. Centring first (a deviation from the
+    reference, which only normalises) removes an offset shared by all nodes: such an offset leaves
+    the argsort unchanged but, after normalisation, squeezes all score gaps towards zero, which
+    makes the relaxation uninformative and float32 ties likely. Both steps are permutation-
+    equivariant and keep the order of the scores.
+    """
+    if mask is None:
+        scores = scores - scores.mean(dim=1, keepdim=True)
+    else:
+        real = mask.to(scores.dtype)
+        mean = (scores * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1)
+        scores = (scores - mean) * real
+    return scores / scores.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def soft_permutation(
+    scores: Tensor, index: Tensor, mask: Tensor | None, tau: float, iterations: int = 20
+) -> Tensor:
+    """Differentiable relaxation of the permutation that sorts ``scores`` (SoftSort + Sinkhorn).
+
+    ``P[i, r] ∝ exp(-|s_i - s_(r)| / tau)`` where ``s_(r)`` is the r-th sorted score, balanced by
+    ``iterations`` log-domain Sinkhorn steps (rows first). Rows are nodes, columns are slots, the
+    orientation of :meth:`Permutation.matrix` (``H[index[r], r] = 1``): slot r holds node
+    ``index[r]``, whose score is the r-th sorted score.
+
+    Shapes:
+        scores, index, mask: ``(B, n)``; returns ``(B, n, n)``.
+    """
+    slot_scores = torch.gather(scores, 1, index)  # score of the node placed in each slot
+    logits = -(scores.unsqueeze(2) - slot_scores.unsqueeze(1)).abs() / tau  # (B, n nodes, n slots)
+    pair_mask = None
+    if mask is not None:
+        pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
+        logits = logits.masked_fill(~pair_mask, _NEG_INF)
+    for _ in range(iterations):
+        logits = _clean(logits - torch.logsumexp(logits, dim=2, keepdim=True), pair_mask)
+        logits = _clean(logits - torch.logsumexp(logits, dim=1, keepdim=True), pair_mask)
+    return logits.exp()
+
+
+def _clean(logits: Tensor, pair_mask: Tensor | None) -> Tensor:
+    """Map NaN/±inf to -inf and re-apply the mask (rows of padded nodes are all -inf)."""
+    logits = torch.where(torch.isfinite(logits), logits, torch.full_like(logits, _NEG_INF))
+    return logits if pair_mask is None else logits.masked_fill(~pair_mask, _NEG_INF)
+
+
+def permutation_entropy(soft: Tensor, mask: Tensor | None) -> Tensor:
+    """Row plus column entropy of a relaxed permutation, mean over real nodes, then batch.
+
+    Rows and columns are normalised separately (not Sinkhorn-exact); entries are clamped at 1e-12
+    and logs at -100 so that the penalty is finite everywhere. Zero for a hard permutation.
+
+    Shapes:
+        soft: ``(B, n, n)``; mask: ``(B, n)``; returns a scalar.
+    """
+    p = soft.clamp_min(1e-12)
+    if mask is not None:
+        pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
+        p = torch.where(pair_mask, p, torch.ones_like(p))
+        p_rows = torch.where(pair_mask, p / (p * pair_mask).sum(2, keepdim=True), p)
+        p_cols = torch.where(pair_mask, p / (p * pair_mask).sum(1, keepdim=True), p)
+    else:
+        p_rows, p_cols = p / p.sum(2, keepdim=True), p / p.sum(1, keepdim=True)
+    h_rows = -(p_rows * p_rows.log().clamp_min(-100)).sum(2)  # (B, n)
+    h_cols = -(p_cols * p_cols.log().clamp_min(-100)).sum(1)
+    per_node = h_rows + h_cols
+    if mask is None:
+        return per_node.mean()
+    counts = mask.sum(1).clamp_min(1)
+    return ((per_node * mask).sum(1) / counts).mean()
+
+
+def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:
+    """Orthonormalise the columns of ``vectors`` in order; equivariant: ``GS(R M) = R GS(M)``.
+
+    A column that is (nearly) dependent on the previous ones is replaced by the standard basis
+    vector with the largest component orthogonal to them, so degenerate inputs (coincident or
+    collinear points) still give a valid orthogonal matrix, never NaN. That fallback is not
+    equivariant, which is honest: degenerate inputs have no unique frame.
+
+    Shapes:
+        vectors: ``(B, d, d)`` (columns are vectors); returns ``(B, d, d)`` orthogonal.
+    """
+    b, d, _ = vectors.shape
+    # Rotation-invariant scale, so that the degeneracy threshold is relative and equivariant.
+    scale = vectors.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+    columns: list[Tensor] = []
+    eye = torch.eye(d, dtype=vectors.dtype, device=vectors.device).expand(b, d, d)
+    for k in range(d):
+        v = vectors[:, :, k] / scale[:, 0]
+        u = _orthogonalize(v, columns)
+        norm = u.norm(dim=1, keepdim=True)
+        fallback = _orthogonalize_all(eye, columns)  # (b, d, d) candidates as columns
+        best = fallback.norm(dim=1).argmax(dim=1)
+        f = fallback[torch.arange(b, device=vectors.device), :, best]
+        degenerate = norm < eps
+        u = torch.where(degenerate, f, u)
+        norm = u.norm(dim=1, keepdim=True)
+        columns.append(u / norm.clamp_min(1e-12))
+    return torch.stack(columns, dim=2)
+
+
+def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
+    for u in columns:  # columns are unit vectors
+        v = v - (v * u).sum(1, keepdim=True) * u
+    return v
+
+
+def _orthogonalize_all(candidates: Tensor, columns: list[Tensor]) -> Tensor:
+    for u in columns:
+        candidates = candidates - (u.unsqueeze(2) * candidates).sum(1, keepdim=True) * u.unsqueeze(
+            2
+        )
+    return candidates
+
+
+def orthogonal_from_vectors(vectors: Tensor, proper: bool) -> Tensor:
+    """Gram–Schmidt, then the determinant fix for SO(d) (multiply column 0 by ``det``)."""
+    q = gram_schmidt(vectors)
+    return fix_determinant(q) if proper else q

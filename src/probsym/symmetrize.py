@@ -1,0 +1,136 @@
+"""The symmetrizer: ``phi(x) = (1/N) Σ_i g_i · f(g_i⁻¹ · x)`` with ``g_i ~ p(g|x)``.
+
+All N samples of a batch go through the base model ``f`` in one batched call: inputs are folded
+b-major to ``(b*N, ...)``, transformed by ``g⁻¹`` (gathers for permutations, one bmm for rotations),
+fed to ``f``, mapped back by ``g`` and averaged. The base model is untouched and is called with the
+declared inputs as keyword tensors (plus the folded mask when the batch carries one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from probsym.folding import fold_samples, unfold_samples
+from probsym.samplers import Sampler, Samples
+from probsym.signature import Signature
+
+
+class Symmetrized(NamedTuple):
+    """Output of :class:`Symmetrize`.
+
+    Attributes:
+        value: The Monte Carlo average (a tensor, or a dict for dict outputs).
+        regularization: The sampler's penalty (add ``weight * regularization`` to the loss).
+        samples: The sampled elements, when ``keep_samples=True``.
+        per_sample: ``g_i · f(g_i⁻¹·x)`` per sample, ``(b, N, ...)``, when ``keep_samples=True``.
+    """
+
+    value: Tensor | dict[str, Tensor]
+    regularization: Tensor
+    samples: Samples | None = None
+    per_sample: Tensor | dict[str, Tensor] | None = None
+
+
+class Symmetrize(nn.Module):
+    """Make any model equivariant by averaging it over sampled group elements.
+
+    Args:
+        base: Any ``nn.Module`` ``f(**inputs) -> Tensor | dict``; unconstrained.
+        sampler: The distribution p(g|x) (:mod:`probsym.samplers`).
+        signature: The inputs' and outputs' laws (defaults to the sampler's).
+        num_samples: Samples N per input in training mode.
+        eval_num_samples: Samples per input in eval mode (defaults to ``num_samples``).
+        check_inputs: Validate shapes, masks and finiteness on every call (one device sync).
+
+    Shapes:
+        Inputs as declared by ``signature``, batch ``b``; outputs likewise.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        sampler: Sampler,
+        signature: Signature | None = None,
+        num_samples: int = 1,
+        eval_num_samples: int | None = None,
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__()
+        signature = signature if signature is not None else sampler.signature
+        if signature is None:
+            raise ValueError("Symmetrize needs a signature (none given and the sampler has none)")
+        _check_count("num_samples", num_samples)
+        eval_num_samples = num_samples if eval_num_samples is None else eval_num_samples
+        _check_count("eval_num_samples", eval_num_samples)
+        self.base, self.sampler, self.signature = base, sampler, signature
+        self.num_samples, self.eval_num_samples = num_samples, eval_num_samples
+        self.check_inputs = check_inputs
+
+    @property
+    def group(self):
+        """The symmetry group."""
+        return self.sampler.group
+
+    def forward(
+        self,
+        noise: Mapping[str, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        keep_samples: bool = False,
+        num_samples: int | None = None,
+        **inputs: Tensor,
+    ) -> Symmetrized:
+        """Symmetrized prediction for a batch given as keyword tensors.
+
+        Args:
+            noise: The sampler's noise (as from ``sampler.sample_noise``); drawn when ``None``.
+            generator: Random generator for the noise.
+            keep_samples: Also return the elements and per-sample outputs.
+            num_samples: Override the train/eval sample count for this call.
+            **inputs: The declared inputs and the mask.
+        """
+        sig = self.signature
+        if num_samples is None:
+            num_samples = self.num_samples if self.training else self.eval_num_samples
+        _check_count("num_samples", num_samples)
+        if self.check_inputs:
+            info = sig.check(inputs, self.group)
+            batch = info.batch_size
+        else:
+            batch = next(iter(inputs.values())).shape[0]
+        samples = self.sampler(inputs, num_samples, noise=noise, generator=generator)
+        s = self.sampler.samples_per_input(num_samples)
+        tensors, mask = sig.split(inputs)
+        mask_f = None if mask is None else fold_samples(mask, s)
+        g = samples.elements
+        g_inverse = g.inverse()
+        base_inputs: dict[str, Any] = {
+            name: g_inverse.act(fold_samples(x, s), sig.inputs[name], mask_f)
+            for name, x in tensors.items()
+        }
+        if mask_f is not None:
+            base_inputs[sig.mask] = mask_f
+        y = self.base(**base_inputs)
+        if self.check_inputs:
+            sig.check_outputs(y, batch * s)
+        fields = sig.output_fields
+        if isinstance(y, Tensor):
+            per_sample = unfold_samples(g.act(y, fields[""], mask_f), s)
+            value = per_sample.mean(dim=1)
+        else:
+            per_sample = {k: unfold_samples(g.act(v, fields[k], mask_f), s) for k, v in y.items()}
+            value = {k: v.mean(dim=1) for k, v in per_sample.items()}
+        if keep_samples:
+            return Symmetrized(value, samples.regularization, samples, per_sample)
+        return Symmetrized(value, samples.regularization)
+
+    def extra_repr(self) -> str:
+        return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
+
+
+def _check_count(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,0 +1,184 @@
+"""``probsym train|eval|separate``: parse options, then call the experiments and the loop.
+
+The option list is generated from :class:`~probsym.train.config.TrainConfig`; ``--config FILE``
+reads a TOML file of the same keys and ``--set key=value`` overrides anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from probsym.errors import ProbsymError
+
+#: Per-method defaults: a canonicalizer is one deterministic element.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {"canonical": {"samples": 1, "eval_samples": 1}}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    from probsym.train.config import TrainConfig, field_types
+
+    types = field_types()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "experiment":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if types[f.name] is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, type=types[f.name], default=None, metavar=f.name.upper(),
+                                help=f"{help_text} (default {f.default!r})")
+    parser.add_argument("--config", type=Path, help="TOML file of options (same keys)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any option (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``probsym`` argument parser."""
+    parser = argparse.ArgumentParser(prog="probsym", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train and test one model")
+    train.add_argument("experiment", help="exp-classify | nbody (see --help of each)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_config_options(train)
+    evaluate = commands.add_parser("eval", help="re-evaluate a saved run on its test split")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--eval-samples", type=int, default=None,
+                          help="samples per input (default: the run's test samples)")
+    evaluate.add_argument("--quiet", action="store_true")
+    separate = commands.add_parser("separate", help="untrained graph-separation counts")
+    separate.add_argument("benchmark", choices=["graph8c", "exp"])
+    separate.add_argument("--method", default="ps", help="ps | ga | fa | canonical")
+    separate.add_argument("--backbone", default="mlp", help="mlp | gin-id")
+    separate.add_argument("--seeds", type=int, default=100, help="random models (paper: 100)")
+    separate.add_argument("--data-dir", default="", help="folder with the data file")
+    separate.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
+    separate.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """Resolve defaults < experiment < method < --config < options < --set."""
+    from probsym import experiments
+    from probsym.train import config as cfg
+
+    name = args.experiment
+    if name in experiments.SEPARATION:
+        raise ProbsymError(f"{name} is an untrained separation benchmark: run "
+                           f"`probsym separate {name}`")
+    if name in experiments.PLANNED:
+        raise ProbsymError(f"experiment {name!r} is not implemented in this release")
+    experiment = experiments.get(name)
+    layers: list[dict[str, Any]] = [{"experiment": name}, dict(experiment.defaults)]
+    from_file = cfg.load_toml(args.config) if args.config else {}
+    options = {k: getattr(args, k) for k in cfg.field_types() if k != "experiment"}
+    options = {k: v for k, v in options.items() if v is not None}
+    method = options.get("method", from_file.get("method", "ps"))
+    layers += [METHOD_DEFAULTS.get(method, {}), from_file, options]
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ProbsymError(f"--set expects KEY=VALUE, got {item!r}")
+        cfg.check_keys({key: None}, "--set")
+        overrides[key] = cfg.parse_value(key, value)
+    config = cfg.resolve(*layers, overrides)
+    if config.backbone not in experiment.backbones:
+        raise ProbsymError(f"unknown backbone {config.backbone!r} for {name}; choose one of "
+                           f"{', '.join(experiment.backbones)}")
+    from probsym.samplers import METHODS
+
+    if config.method not in METHODS:
+        raise ProbsymError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    return experiment, config
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym train``."""
+    from probsym.train.loop import fit
+
+    experiment, config = config_from_args(args)
+    return fit(experiment, config, resume=args.resume)
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym eval``: rebuild the run's model, load its best weights, test again."""
+    import torch
+
+    from probsym import experiments
+    from probsym.train import checkpoint
+    from probsym.train import config as cfg
+    from probsym.train.loop import batches, evaluate
+
+    config_path = args.run_dir / "config.toml"
+    if not config_path.exists():
+        raise ProbsymError(f"{args.run_dir} is not a run directory (no config.toml)")
+    config = cfg.resolve(cfg.load_toml(config_path))
+    experiment = experiments.get(config.experiment)
+    data = experiment.build_data(config)
+    device = torch.device(config.device)
+    model = experiment.build_model(config, next(batches(data["train"], 2))).to(device)
+    model.eval()
+    with torch.no_grad():
+        from probsym.train.loop import model_inputs
+
+        model(**model_inputs(model, next(batches(data["train"], 2)), device))
+    model.load_state_dict(checkpoint.load(args.run_dir / "best.pt", device)["model"])
+    samples = args.eval_samples or config.test_num_samples
+    torch.manual_seed(config.seed)
+    test = evaluate(experiment, model, data["test"], samples, config.eval_batch_size, device,
+                    args.quiet, "test")
+    return {"experiment": config.experiment, "method": config.method, "test_samples": samples,
+            "test": test}
+
+
+def run_separate(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym separate``: count indistinguishable pairs over untrained random models."""
+    from probsym.experiments import graphsep
+    from probsym.train import checkpoint
+
+    graphs = graphsep.load_graphs(args.benchmark, args.data_dir)
+    start = time.perf_counter()
+
+    def report(seed: int, remaining: int) -> None:
+        if not args.quiet:
+            print(f"seed {seed + 1}/{args.seeds}: {remaining} indistinguishable", file=sys.stderr)
+
+    count = graphsep.indistinguishable_pairs(args.benchmark, graphs, args.method, args.backbone,
+                                             args.seeds, on_seed=report)
+    metrics = {"experiment": args.benchmark, "method": args.method, "backbone": args.backbone,
+               "seeds": args.seeds, "seed": 0, "epochs": 0,
+               "train_seconds": round(time.perf_counter() - start, 2),
+               "test": {"indistinguishable_pairs": count}}
+    if args.out is not None:
+        checkpoint.write_json(args.out / "metrics.json", metrics)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``probsym`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(message)s")
+    commands = {"train": run_train, "eval": run_eval, "separate": run_separate}
+    try:
+        result = commands[args.command](args)
+    except (ProbsymError, ValueError, TypeError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"probsym: error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Graph separation (GRAPH8c, EXP) and EXP-classify (Kim et al. 2023, §4.1-4.3 of PAPER-NOTES).
+
+Inputs are dense padded graphs: node features ``x`` (``[1 or original, degree]``), adjacency ``adj``
+and ``mask``; the group is S_n. Separation uses untrained models: a pair of non-isomorphic graphs
+is *indistinguishable* when, for every one of ``seeds`` random initialisations, the L1 distance of
+their outputs is at most ``tolerance`` (0.001, the paper's). EXP-classify trains to predict SAT.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional
+
+from probsym import Signature, Symmetrize, fields, groups, samplers
+from probsym.data.batching import collate_dense
+from probsym.errors import UnknownNameError
+from probsym.experiments.base import Experiment, Split, limit_split
+from probsym.models import FlatMLP
+from probsym.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = Signature({"x": fields.node, "adj": fields.pair}, fields.scalar)
+#: Test-time samples per method in the separation protocol (the paper: PS 10, canonical 1).
+SEPARATION_SAMPLES = {"ps": 10, "ga": 10, "fa": 10, "canonical": 1}
+
+
+def default_data_dir(name: str) -> Path:
+    """``$PROBSYM_DATA/<name>`` or ``~/.cache/probsym/<name>``: where downloads go."""
+    import os
+
+    root = os.environ.get("PROBSYM_DATA") or Path.home() / ".cache" / "probsym"
+    return Path(root) / name
+
+
+def load_graphs(name: str, data_dir: str = "") -> list:
+    """GRAPH8c or EXP graphs with their node features (downloads when online and missing)."""
+    if name == "graph8c":
+        from probsym.data.graph8c import load_graph8c
+
+        return load_graph8c(data_dir or default_data_dir("graph8c"))
+    if name == "exp":
+        from probsym.data.exp import load_exp
+
+        return load_exp(data_dir or default_data_dir("EXP"))
+    raise UnknownNameError("separation benchmark", name, ["graph8c", "exp"])
+
+
+def dense(graphs: Sequence, n_max: int) -> Split:
+    """Collate graphs to ``x``, ``adj``, ``mask`` (and ``target`` from labels)."""
+    batch = collate_dense(graphs, n_max=n_max)
+    split = {"x": batch["x"], "adj": batch["adj"], "mask": batch["mask"]}
+    if "y" in batch:
+        split["target"] = batch["y"].reshape(len(graphs), -1).float()
+    return split
+
+
+def build_base(backbone: str, n_max: int, channels: int, task: str) -> torch.nn.Module:
+    """The paper's base models: MLPs on the flattened graph, or GIN with node identifiers."""
+    if backbone == "mlp":
+        if task == "graph8c":  # vec(P^T A P) only, 64 -> 128 -> 64 -> 10, tanh everywhere
+            return FlatMLP(["adj"], n_max * n_max, [128, 64], (10,), "tanh", True)
+        in_dim = n_max * channels + n_max * n_max
+        if task == "exp":
+            return FlatMLP(["x", "adj"], in_dim, [2048, 4096, 2048], (10,), "tanh", True)
+        return FlatMLP(["x", "adj"], in_dim, [2048, 4096, 2048, 10], (1,), "relu")
+    if backbone == "gin-id":
+        from probsym.models.gin import GINWithIDs
+
+        activation = "relu" if task == "exp-classify" else "tanh"
+        return GINWithIDs(channels, n_max, 64, 1 if task == "exp-classify" else 10,
+                          activation=activation)
+    raise UnknownNameError("backbone", backbone, ["mlp", "gin-id"])
+
+
+def build_sampler(method: str, noise_scale: float = 1.0, tau: float = 0.01, hidden: int = 64,
+                  layers: int = 3) -> samplers.Sampler:
+    """The S_n sampler for ``method`` with the paper's interface settings."""
+    group = groups.Sn()
+    if method == "ps":
+        return samplers.Learned(group, SIGNATURE, hidden, layers, noise_scale=noise_scale, tau=tau)
+    if method == "canonical":
+        return samplers.Canonical(group, SIGNATURE, hidden_dim=hidden, num_layers=layers, tau=tau)
+    return samplers.resolve(method, group, SIGNATURE)
+
+
+@torch.no_grad()
+def embed(model: Symmetrize, split: Split, batch_size: int = 100) -> Tensor:
+    """Outputs of ``model`` (eval mode) for every graph of ``split``."""
+    model.eval()
+    outs = []
+    count = len(split["x"])
+    for start in range(0, count, batch_size):
+        batch = {k: split[k][start : start + batch_size] for k in ("x", "adj", "mask")}
+        outs.append(model(**batch).value)
+    return torch.cat(outs)
+
+
+def indistinguishable_pairs(
+    name: str, graphs: Sequence, method: str, backbone: str, seeds: int = 100,
+    tolerance: float = 1e-3, on_seed=None, n_max: int | None = None,
+) -> int:
+    """Pairs whose outputs stay within ``tolerance`` (L1) for every untrained random model.
+
+    GRAPH8c compares all pairs of its 11,117 graphs; EXP compares its 600 pairs (2i, 2i+1).
+    Only pairs still undistinguished are re-embedded by later models; the loop stops at 0.
+    """
+    n_max = n_max or (8 if name == "graph8c" else 64)
+    split = dense(graphs, n_max)
+    channels = split["x"].shape[-1]
+    if name == "exp":  # the 600 pairs (2i, 2i+1)
+        candidates = torch.arange(len(graphs)).reshape(-1, 2)
+    else:
+        candidates = None  # all pairs: found by a distance search after the first model
+    remaining = 0
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        base = build_base(backbone, n_max, channels, name)
+        s = SEPARATION_SAMPLES[method]
+        model = Symmetrize(base, build_sampler(method), num_samples=s, eval_num_samples=s)
+        if candidates is None:
+            candidates = _close_pairs(embed(model, split), tolerance)
+        else:
+            # Only graphs in still-undistinguished pairs need embedding again.
+            used, local = torch.unique(candidates, return_inverse=True)
+            out = embed(model, {k: v[used] for k, v in split.items()})
+            distance = (out[local[:, 0]] - out[local[:, 1]]).abs().sum(-1)
+            candidates = candidates[distance <= tolerance]
+        remaining = len(candidates)
+        if on_seed is not None:
+            on_seed(seed, remaining)
+        if remaining == 0:  # the count can only fall: later models cannot change it
+            break
+    return remaining
+
+
+def _close_pairs(out: Tensor, tolerance: float, chunk: int = 1024) -> Tensor:
+    """All pairs ``i < j`` with ``|out_i - out_j|_1 <= tolerance`` (chunked, no n² matrix kept)."""
+    found = []
+    for start in range(0, len(out), chunk):
+        d = torch.cdist(out[start : start + chunk].double(), out.double(), p=1)
+        i, j = (d <= tolerance).nonzero(as_tuple=True)
+        i = i + start
+        keep = i < j
+        found.append(torch.stack([i[keep], j[keep]], dim=1))
+    return torch.cat(found)
+
+
+# ---- EXP-classify -------------------------------------------------------------------------------
+
+
+def _classify_data(config: TrainConfig) -> dict[str, Split]:
+    from probsym.data.exp import exp_classify_splits
+
+    splits = exp_classify_splits(load_graphs("exp", config.data_dir))
+    data = {k: dense(v, 64) for k, v in splits.items()}
+    data["train"] = limit_split(data["train"], config.max_train)
+    return {k: limit_split(v, config.limit) for k, v in data.items()}
+
+
+def _classify_model(config: TrainConfig, example: Split) -> Symmetrize:
+    base = build_base(config.backbone, 64, example["x"].shape[-1], "exp-classify")
+    sampler = build_sampler(config.method, config.noise_scale, config.tau,
+                            config.interface_hidden, config.interface_layers)
+    return Symmetrize(base, sampler, num_samples=config.samples,
+                      eval_num_samples=config.eval_samples)
+
+
+def _bce(prediction: Tensor, target: Tensor) -> Tensor:
+    return functional.binary_cross_entropy_with_logits(prediction, target)
+
+
+def _accuracy(prediction: Tensor, target: Tensor) -> dict[str, float]:
+    return {"accuracy": float(((prediction > 0).float() == target).float().mean())}
+
+
+EXPERIMENTS = {
+    "exp-classify": Experiment(
+        name="exp-classify",
+        build_data=_classify_data,
+        build_model=_classify_model,
+        loss=_bce,
+        metrics=_accuracy,
+        # The paper: Adam lr 1e-3, 200-epoch warm-up, clip 0.1, 2,000 epochs, k = 10 everywhere.
+        defaults={"epochs": 2000, "warmup_epochs": 200, "grad_clip": 0.1, "samples": 10,
+                  "eval_samples": 10, "batch_size": 100},
+        backbones=("mlp", "gin-id"),
+        select=("loss", "min"),
+    ),
+}

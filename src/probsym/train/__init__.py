@@ -1,0 +1,1 @@
+"""Training and evaluation: config, loop, checkpoints. Used by the CLI; usable from Python."""

@@ -1,0 +1,137 @@
+"""The run configuration: one frozen dataclass is the single source of names, types and defaults.
+
+Precedence, lowest first: the dataclass defaults, the experiment's defaults, a TOML config file,
+command-line options, ``--set key=value``. Unknown keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from probsym.errors import UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of a training run (the CLI is generated from these fields)."""
+
+    experiment: str = field(metadata={"help": "experiment name"})
+    method: str = field(default="ps", metadata={"help": "ps | ga | fa | canonical"})
+    backbone: str = field(default="mlp", metadata={"help": "base model name (per experiment)"})
+    group: str = field(default="", metadata={"help": "symmetry group (empty: experiment default)"})
+    epochs: int = field(default=10, metadata={"help": "training epochs"})
+    batch_size: int = field(default=100, metadata={"help": "training batch size"})
+    eval_batch_size: int = field(default=100, metadata={"help": "evaluation batch size"})
+    samples: int = field(default=10, metadata={"help": "samples N per input in training"})
+    eval_samples: int = field(default=10, metadata={"help": "samples per input in validation"})
+    test_samples: int = field(default=0, metadata={"help": "samples in test (0: eval_samples)"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up length (epochs)"})
+    grad_clip: float = field(default=0.0, metadata={"help": "gradient-norm clip (0: off)"})
+    entropy_weight: float = field(default=0.1, metadata={"help": "weight of the sampler penalty"})
+    noise_scale: float = field(default=1.0, metadata={"help": "PS noise scale"})
+    tau: float = field(default=0.01, metadata={"help": "relaxation temperature"})
+    interface_hidden: int = field(default=64, metadata={"help": "sampler network width"})
+    interface_layers: int = field(default=3, metadata={"help": "sampler network layers"})
+    hidden: int = field(default=64, metadata={"help": "base model width"})
+    depth: int = field(default=4, metadata={"help": "base model layers"})
+    heads: int = field(default=4, metadata={"help": "attention heads"})
+    dropout: float = field(default=0.0, metadata={"help": "base model dropout"})
+    max_train: int = field(default=0, metadata={"help": "use the first N training examples (0: all)"})
+    limit: int = field(default=0, metadata={"help": "keep the first N examples of each split"})
+    seed: int = field(default=1, metadata={"help": "random seed"})
+    data_dir: str = field(default="", metadata={"help": "folder with the data set's files"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
+    threads: int = field(default=0, metadata={"help": "CPU threads (0: torch default)"})
+    out: str = field(default="", metadata={"help": "run directory (default runs/<exp>-<method>)"})
+    eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+
+    @property
+    def run_dir(self) -> Path:
+        """Where checkpoints, logs and metrics go."""
+        return Path(self.out or f"runs/{self.experiment}-{self.method}-{self.backbone}")
+
+    @property
+    def test_num_samples(self) -> int:
+        """Samples per input at test time."""
+        return self.test_samples or self.eval_samples
+
+
+def field_types() -> dict[str, type]:
+    """Field name -> its Python type (resolved from the annotations)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Convert ``--set name=text`` to the field's type."""
+    kind = field_types()[name]
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"option {name} expects true/false, got {text!r}")
+    try:
+        return kind(text)
+    except ValueError as error:
+        raise ValueError(f"option {name} expects {kind.__name__}, got {text!r}") from error
+
+
+def check_keys(values: Mapping[str, Any], source: str) -> None:
+    """Raise :class:`UnknownNameError` for keys that are not config fields."""
+    known = field_types()
+    for key in values:
+        if key not in known:
+            raise UnknownNameError(f"config key (in {source})", key, known)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a flat TOML config file (``key = value`` per option)."""
+    with open(path, "rb") as handle:
+        values = tomllib.load(handle)
+    check_keys(values, str(path))
+    return values
+
+
+def resolve(*layers: Mapping[str, Any]) -> TrainConfig:
+    """Merge layers (later wins), validate keys and types, and build the config."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        check_keys(layer, "options")
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    types = field_types()
+    for key, value in merged.items():
+        kind = types[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            merged[key] = float(value)
+        elif not isinstance(value, kind):
+            raise TypeError(f"config {key} must be {kind.__name__}, got {value!r}")
+    return TrainConfig(**merged)
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The resolved config as TOML (written into the run directory)."""
+    lines = []
+    for key, value in dataclasses.asdict(config).items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            text = repr(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"

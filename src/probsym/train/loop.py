@@ -1,0 +1,229 @@
+"""A plain PyTorch training loop with progress, CSV/TensorBoard logs and exact resume.
+
+Each epoch ends with an atomic checkpoint of everything the next epoch depends on (weights,
+optimizer, scheduler, RNG states, best-so-far), so ``--resume`` after a kill continues with the
+same results as an uninterrupted run for a fixed seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from probsym.errors import ProbsymError
+from probsym.experiments.base import Experiment, Split
+from probsym.symmetrize import Symmetrize
+from probsym.train import checkpoint
+from probsym.train.config import TrainConfig, to_toml
+
+log = logging.getLogger(__name__)
+
+
+def batches(
+    split: Split, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[Split]:
+    """Mini-batches of a split; shuffled with ``generator`` when given."""
+    count = len(next(iter(split.values())))
+    order = torch.randperm(count, generator=generator) if generator is not None else None
+    for start in range(0, count, batch_size):
+        if order is None:
+            yield {k: v[start : start + batch_size] for k, v in split.items()}
+        else:
+            index = order[start : start + batch_size]
+            yield {k: v[index] for k, v in split.items()}
+
+
+def model_inputs(model: Symmetrize, batch: Split, device: torch.device) -> dict[str, Tensor]:
+    """The declared inputs (and mask) of ``batch``, on ``device``."""
+    names = list(model.signature.inputs)
+    if model.signature.mask and model.signature.mask in batch:
+        names.append(model.signature.mask)
+    return {k: batch[k].to(device, non_blocking=True) for k in names}
+
+
+def progress(iterable, total: int, desc: str, quiet: bool):
+    """A tqdm bar on a terminal (unless quiet), else the bare iterable."""
+    if quiet or not sys.stderr.isatty():
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is in the cli extra
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+@torch.no_grad()
+def evaluate(
+    experiment: Experiment, model: Symmetrize, split: Split, num_samples: int, batch_size: int,
+    device: torch.device, quiet: bool = True, desc: str = "eval",
+) -> dict[str, float]:
+    """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input."""
+    model.eval()
+    predictions, targets = [], []
+    count = len(split["target"])
+    for batch in progress(batches(split, batch_size), math.ceil(count / batch_size), desc, quiet):
+        out = model(**model_inputs(model, batch, device), num_samples=num_samples)
+        predictions.append(out.value.float().cpu())
+        targets.append(batch["target"])
+    prediction, target = torch.cat(predictions), torch.cat(targets)
+    result = {"loss": float(experiment.loss(prediction, target))}
+    result.update(experiment.metrics(prediction, target))
+    return result
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int):
+    def factor(step: int) -> float:
+        return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _is_better(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value < best if direction == "min" else value > best
+
+
+def fit(
+    experiment: Experiment, config: TrainConfig, resume: bool = False
+) -> dict[str, Any]:
+    """Train, select on validation, test the selected weights, and write the run directory.
+
+    Returns:
+        The content of ``metrics.json``.
+    """
+    run_dir = config.run_dir
+    device = torch.device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if last_path.exists() and not resume:
+        raise ProbsymError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                           f"choose another --out")
+    torch.manual_seed(config.seed)
+    data = experiment.build_data(config)
+    model = experiment.build_model(config, next(batches(data["train"], 2))).to(device)
+    model.eval()
+    with torch.no_grad():  # materialise lazy modules before the optimizer sees the parameters
+        model(**model_inputs(model, next(batches(data["train"], 2)), device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(data["train"]["target"]) / config.batch_size)
+    scheduler = _scheduler(optimizer, round(config.warmup_epochs * steps_per_epoch))
+    shuffle = torch.Generator().manual_seed(config.seed)
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "train_seconds": 0.0}
+    if resume and last_path.exists():
+        saved = checkpoint.load(last_path, device)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        shuffle.set_state(saved["shuffle"])
+        checkpoint.set_rng_state(saved["rng"])
+        state = saved["state"]
+        log.info("resumed %s at epoch %d", run_dir, state["epoch"])
+    else:
+        torch.manual_seed(config.seed)  # the same stream whether or not data loading drew numbers
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_text(run_dir / "config.toml", to_toml(config))
+    writer = _tensorboard(run_dir)
+    select_key, direction = experiment.select
+    epochs = range(state["epoch"], config.epochs)
+    bar = progress(epochs, len(epochs), f"{experiment.name} {config.method}", config.quiet)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        total, seen = 0.0, 0
+        for batch in batches(data["train"], config.batch_size, shuffle):
+            out = model(**model_inputs(model, batch, device))
+            target = batch["target"].to(device)
+            loss = experiment.loss(out.value, target)
+            objective = loss + config.entropy_weight * out.regularization
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(target)
+            seen += len(target)
+        state["train_seconds"] += time.perf_counter() - start
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1),
+                               "lr": optimizer.param_groups[0]["lr"],
+                               "train_seconds": round(state["train_seconds"], 3)}
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            val = evaluate(experiment, model, data["val"], config.eval_samples,
+                           config.eval_batch_size, device)
+            row.update({f"val_{k}": v for k, v in val.items()})
+            if _is_better(val[select_key], state["best"], direction):
+                state["best"], state["best_epoch"] = val[select_key], epoch + 1
+                checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
+        state["epoch"] = epoch + 1
+        _log_row(run_dir / "log.csv", row, writer)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train_l", "val_"))})
+        checkpoint.save(last_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "shuffle": shuffle.get_state(),
+            "rng": checkpoint.rng_state(), "state": state,
+            "config": dataclasses.asdict(config),
+        })
+    if writer is not None:
+        writer.close()
+    return finish(experiment, config, model, data, state, device)
+
+
+def finish(
+    experiment: Experiment, config: TrainConfig, model: Symmetrize, data: dict[str, Split],
+    state: dict[str, Any], device: torch.device,
+) -> dict[str, Any]:
+    """Test the best weights and write ``metrics.json``."""
+    run_dir = config.run_dir
+    best = checkpoint.load(run_dir / "best.pt", device)
+    model.load_state_dict(best["model"])
+    torch.manual_seed(config.seed)  # test-time sampling is reproducible
+    test = evaluate(experiment, model, data["test"], config.test_num_samples,
+                    config.eval_batch_size, device, config.quiet, "test")
+    metrics = {
+        "experiment": experiment.name, "method": config.method, "backbone": config.backbone,
+        "seed": config.seed, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
+        "train_seconds": round(state["train_seconds"], 2), "test": test,
+        "val_best": state["best"], "samples": config.samples,
+        "test_samples": config.test_num_samples, "device": str(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    checkpoint.write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _log_row(path: Path, row: dict[str, Any], writer) -> None:
+    """Append ``row`` to the CSV log, dropping rows of this or later epochs left by a killed run."""
+    old = list(csv.DictReader(path.read_text().splitlines())) if path.exists() else []
+    old = [r for r in old if int(r["epoch"]) < row["epoch"]]
+    header = list(dict.fromkeys([k for r in old for k in r] + list(row)))
+    lines = [",".join(header)]
+    for r in [*old, row]:
+        lines.append(",".join(str(r.get(k, "")) for k in header))
+    checkpoint.write_text(path, "\n".join(lines) + "\n")
+    if writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+        writer.flush()
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is in the cli extra
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))

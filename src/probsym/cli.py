@@ -32,14 +32,25 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         if types[f.name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
-            parser.add_argument(flag, type=types[f.name], default=None, metavar=f.name.upper(),
-                                help=f"{help_text} (default {f.default!r})")
+            parser.add_argument(
+                flag,
+                type=types[f.name],
+                default=None,
+                metavar=f.name.upper(),
+                help=f"{help_text} (default {f.default!r})",
+            )
     parser.add_argument("--config", type=Path, help="TOML file of options (same keys)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any option (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any option (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     evaluate = commands.add_parser("eval", help="re-evaluate a saved run on its test split")
     evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--eval-samples", type=int, default=None,
-                          help="samples per input (default: the run's test samples)")
+    evaluate.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="samples per input (default: the run's test samples)",
+    )
     evaluate.add_argument("--quiet", action="store_true")
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
     separate.add_argument("benchmark", choices=["graph8c", "exp"])
@@ -73,8 +88,9 @@ def config_from_args(args: argparse.Namespace):
 
     name = args.experiment
     if name in experiments.SEPARATION:
-        raise ProbsymError(f"{name} is an untrained separation benchmark: run "
-                           f"`probsym separate {name}`")
+        raise ProbsymError(
+            f"{name} is an untrained separation benchmark: run `probsym separate {name}`"
+        )
     if name in experiments.PLANNED:
         raise ProbsymError(f"experiment {name!r} is not implemented in this release")
     experiment = experiments.get(name)
@@ -93,8 +109,10 @@ def config_from_args(args: argparse.Namespace):
         overrides[key] = cfg.parse_value(key, value)
     config = cfg.resolve(*layers, overrides)
     if config.backbone not in experiment.backbones:
-        raise ProbsymError(f"unknown backbone {config.backbone!r} for {name}; choose one of "
-                           f"{', '.join(experiment.backbones)}")
+        raise ProbsymError(
+            f"unknown backbone {config.backbone!r} for {name}; choose one of "
+            f"{', '.join(experiment.backbones)}"
+        )
     from probsym.samplers import METHODS
 
     if config.method not in METHODS:
@@ -135,10 +153,15 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     model.load_state_dict(checkpoint.load(args.run_dir / "best.pt", device)["model"])
     samples = args.eval_samples or config.test_num_samples
     torch.manual_seed(config.seed)
-    test = evaluate(experiment, model, data["test"], samples, config.eval_batch_size, device,
-                    args.quiet, "test")
-    return {"experiment": config.experiment, "method": config.method, "test_samples": samples,
-            "test": test}
+    test = evaluate(
+        experiment, model, data["test"], samples, config.eval_batch_size, device, args.quiet, "test"
+    )
+    return {
+        "experiment": config.experiment,
+        "method": config.method,
+        "test_samples": samples,
+        "test": test,
+    }
 
 
 def run_separate(args: argparse.Namespace) -> dict[str, Any]:
@@ -153,12 +176,19 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print(f"seed {seed + 1}/{args.seeds}: {remaining} indistinguishable", file=sys.stderr)
 
-    count = graphsep.indistinguishable_pairs(args.benchmark, graphs, args.method, args.backbone,
-                                             args.seeds, on_seed=report)
-    metrics = {"experiment": args.benchmark, "method": args.method, "backbone": args.backbone,
-               "seeds": args.seeds, "seed": 0, "epochs": 0,
-               "train_seconds": round(time.perf_counter() - start, 2),
-               "test": {"indistinguishable_pairs": count}}
+    count = graphsep.indistinguishable_pairs(
+        args.benchmark, graphs, args.method, args.backbone, args.seeds, on_seed=report
+    )
+    metrics = {
+        "experiment": args.benchmark,
+        "method": args.method,
+        "backbone": args.backbone,
+        "seeds": args.seeds,
+        "seed": 0,
+        "epochs": 0,
+        "train_seconds": round(time.perf_counter() - start, 2),
+        "test": {"indistinguishable_pairs": count},
+    }
     if args.out is not None:
         checkpoint.write_json(args.out / "metrics.json", metrics)
     return metrics
@@ -167,8 +197,10 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probsym`` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(message)s",
+    )
     commands = {"train": run_train, "eval": run_eval, "separate": run_separate}
     try:
         result = commands[args.command](args)

@@ -1,8 +1,8 @@
 """How a tensor transforms: its node axes and its geometry.
 
-A :class:`Field` is the declaration e3nn calls ``irreps`` and escnn a ``FieldType``, cut down to what
-symmetrization needs. Every input and output of a symmetrized model carries one, and it is the only
-place where an action is defined; nothing is guessed from shapes.
+A :class:`Field` is the declaration e3nn calls ``irreps`` and escnn a ``FieldType``, cut down to
+what symmetrization needs. Every input and output of a symmetrized model carries one, and it is
+the only place where an action is defined; nothing is guessed from shapes.
 
 Axis order (fixed everywhere): batch first, then ``node_axes`` node axes of equal padded size ``n``,
 then channels, then the geometric axis of size ``d`` last when ``geometry`` is not ``"scalar"``.

@@ -1,4 +1,4 @@
-"""Folding Monte Carlo samples into the batch axis, b-major: row ``i * s + j`` is sample j of item i.
+"""Fold Monte Carlo samples into the batch axis, b-major: row ``i * s + j`` is sample j of item i.
 
 This is the only place where a sample axis is reshaped; everything else sees ``(b*s, ...)`` tensors.
 """

@@ -127,7 +127,7 @@ class Symmetrize(nn.Module):
             return Symmetrized(value, samples.regularization, samples, per_sample)
         return Symmetrized(value, samples.regularization)
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
 
 

@@ -30,29 +30,33 @@ TREE_RELABELLED = _graph(7, [(6, 4), (4, 0), (0, 2), (2, 5), (5, 1), (0, 3)])
 
 @pytest.mark.parametrize("method", ["ps", "canonical", "fa"])
 def test_wl_equivalent_pair_is_separated(method):
-    count = graphsep.indistinguishable_pairs("exp", [HEXAGON, TRIANGLES], method, "mlp", seeds=2,
-                                             n_max=6)
+    count = graphsep.indistinguishable_pairs(
+        "exp", [HEXAGON, TRIANGLES], method, "mlp", seeds=2, n_max=6
+    )
     assert count == 0
 
 
 def test_isomorphic_asymmetric_pair_is_not_separated_by_a_canonicalizer():
-    count = graphsep.indistinguishable_pairs("exp", [TREE, TREE_RELABELLED], "canonical", "mlp",
-                                             seeds=3, n_max=7)
+    count = graphsep.indistinguishable_pairs(
+        "exp", [TREE, TREE_RELABELLED], "canonical", "mlp", seeds=3, n_max=7
+    )
     assert count == 1
 
 
 def test_automorphic_graph_defeats_a_canonicalizer():
     # The hexagon's nodes tie exactly; random tie-breaks give different orderings of the same
     # graph, so even an isomorphic copy is "separated" (the paper's point about canonicalization).
-    count = graphsep.indistinguishable_pairs("exp", [HEXAGON, RELABELLED], "canonical", "mlp",
-                                             seeds=1, n_max=6)
+    count = graphsep.indistinguishable_pairs(
+        "exp", [HEXAGON, RELABELLED], "canonical", "mlp", seeds=1, n_max=6
+    )
     assert count == 0
 
 
 def test_graph8c_style_search_finds_isomorphic_copies():
     graphs = [TREE, HEXAGON, TREE_RELABELLED]
-    count = graphsep.indistinguishable_pairs("graph8c", graphs, "canonical", "mlp", seeds=2,
-                                             n_max=7)
+    count = graphsep.indistinguishable_pairs(
+        "graph8c", graphs, "canonical", "mlp", seeds=2, n_max=7
+    )
     assert count == 1  # the tree and its relabelling only
 
 
@@ -60,9 +64,23 @@ def test_graph8c_style_search_finds_isomorphic_copies():
 def test_cli_exp_classify_tiny_run_and_resume(tmp_path, capsys):
     if not (SHARED / "EXP" / "GRAPHSAT.pkl").exists():
         pytest.skip(f"EXP data absent at {SHARED / 'EXP'}")
-    common = ["train", "exp-classify", "--data-dir", str(SHARED / "EXP"), "--limit", "20",
-              "--backbone", "gin-id", "--samples", "2", "--eval-samples", "2", "--quiet",
-              "--set", "warmup_epochs=0"]
+    common = [
+        "train",
+        "exp-classify",
+        "--data-dir",
+        str(SHARED / "EXP"),
+        "--limit",
+        "20",
+        "--backbone",
+        "gin-id",
+        "--samples",
+        "2",
+        "--eval-samples",
+        "2",
+        "--quiet",
+        "--set",
+        "warmup_epochs=0",
+    ]
     assert main([*common, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert set(full["test"]) == {"loss", "accuracy"} and full["epochs"] == 2

@@ -73,13 +73,15 @@ def build_base(backbone: str, n_max: int, channels: int, task: str) -> torch.nn.
         from probsym.models.gin import GINWithIDs
 
         activation = "relu" if task == "exp-classify" else "tanh"
-        return GINWithIDs(channels, n_max, 64, 1 if task == "exp-classify" else 10,
-                          activation=activation)
+        return GINWithIDs(
+            channels, n_max, 64, 1 if task == "exp-classify" else 10, activation=activation
+        )
     raise UnknownNameError("backbone", backbone, ["mlp", "gin-id"])
 
 
-def build_sampler(method: str, noise_scale: float = 1.0, tau: float = 0.01, hidden: int = 64,
-                  layers: int = 3) -> samplers.Sampler:
+def build_sampler(
+    method: str, noise_scale: float = 1.0, tau: float = 0.01, hidden: int = 64, layers: int = 3
+) -> samplers.Sampler:
     """The S_n sampler for ``method`` with the paper's interface settings."""
     group = groups.Sn()
     if method == "ps":
@@ -102,8 +104,14 @@ def embed(model: Symmetrize, split: Split, batch_size: int = 100) -> Tensor:
 
 
 def indistinguishable_pairs(
-    name: str, graphs: Sequence, method: str, backbone: str, seeds: int = 100,
-    tolerance: float = 1e-3, on_seed=None, n_max: int | None = None,
+    name: str,
+    graphs: Sequence,
+    method: str,
+    backbone: str,
+    seeds: int = 100,
+    tolerance: float = 1e-3,
+    on_seed=None,
+    n_max: int | None = None,
 ) -> int:
     """Pairs whose outputs stay within ``tolerance`` (L1) for every untrained random model.
 
@@ -165,10 +173,16 @@ def _classify_data(config: TrainConfig) -> dict[str, Split]:
 
 def _classify_model(config: TrainConfig, example: Split) -> Symmetrize:
     base = build_base(config.backbone, 64, example["x"].shape[-1], "exp-classify")
-    sampler = build_sampler(config.method, config.noise_scale, config.tau,
-                            config.interface_hidden, config.interface_layers)
-    return Symmetrize(base, sampler, num_samples=config.samples,
-                      eval_num_samples=config.eval_samples)
+    sampler = build_sampler(
+        config.method,
+        config.noise_scale,
+        config.tau,
+        config.interface_hidden,
+        config.interface_layers,
+    )
+    return Symmetrize(
+        base, sampler, num_samples=config.samples, eval_num_samples=config.eval_samples
+    )
 
 
 def _bce(prediction: Tensor, target: Tensor) -> Tensor:
@@ -187,8 +201,14 @@ EXPERIMENTS = {
         loss=_bce,
         metrics=_accuracy,
         # The paper: Adam lr 1e-3, 200-epoch warm-up, clip 0.1, 2,000 epochs, k = 10 everywhere.
-        defaults={"epochs": 2000, "warmup_epochs": 200, "grad_clip": 0.1, "samples": 10,
-                  "eval_samples": 10, "batch_size": 100},
+        defaults={
+            "epochs": 2000,
+            "warmup_epochs": 200,
+            "grad_clip": 0.1,
+            "samples": 10,
+            "eval_samples": 10,
+            "batch_size": 100,
+        },
         backbones=("mlp", "gin-id"),
         select=("loss", "min"),
     ),

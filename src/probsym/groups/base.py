@@ -2,8 +2,8 @@
 
 Conventions, stated once for the whole library:
 
-* **Left action.** ``g·(h·x) == (g @ h)·x``. The base model of a symmetrized model sees ``g⁻¹·x`` and
-  its output is mapped back with ``g``.
+* **Left action.** ``g·(h·x) == (g @ h)·x``. The base model of a symmetrized model sees
+  ``g⁻¹·x`` and its output is mapped back with ``g``.
 * **Batched elements.** An element holds tensors with one leading batch axis ``B`` (a batch of
   inputs, or inputs times samples folded b-major). ``g @ h`` and ``g.inverse()`` work row-wise.
 * **Padding.** Node axes are padded to a common size ``n``; ``mask`` is ``(B, n)`` bool with
@@ -141,6 +141,7 @@ class Group(ABC):
         """``g·x`` for a tensor ``x`` transforming as ``field``."""
         return g.act(x, field, mask)
 
+    @abstractmethod
     def check_element(self, g: GroupElement) -> None:
         """Raise ``TypeError`` when ``g`` is not an element of this group's type."""
 

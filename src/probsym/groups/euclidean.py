@@ -21,7 +21,8 @@ def masked_centroid(points: Tensor, mask: Tensor | None) -> Tensor:
     """Mean of the real nodes' points.
 
     Shapes:
-        points: ``(B, n, *c, d)``; mask: ``(B, n)``; returns ``(B, d)`` (mean over nodes and channels).
+        points: ``(B, n, *c, d)``; mask: ``(B, n)``; returns ``(B, d)`` (mean over real nodes and
+        channels).
     """
     flat = points.reshape(points.shape[0], points.shape[1], -1, points.shape[-1])
     if mask is None:

@@ -18,7 +18,7 @@ from probsym.groups.base import Group, GroupElement
 
 
 def rotate(x: Tensor, rotation: Tensor) -> Tensor:
-    """``x Rᵀ`` for row vectors on the last axis of ``x`` ``(B, ..., d)`` and ``R`` ``(B, d, d)``."""
+    """``x Rᵀ``: rotate the last axis of ``x`` ``(B, ..., d)`` by ``R`` ``(B, d, d)``."""
     flat = x.reshape(x.shape[0], -1, x.shape[-1])
     return torch.bmm(flat, rotation.transpose(1, 2).to(flat.dtype)).reshape(x.shape)
 

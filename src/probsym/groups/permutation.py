@@ -1,13 +1,14 @@
 """S_n: permutations of a padded node axis, stored as index vectors and applied by gathering.
 
-An element is an index vector ``index`` of shape ``(B, n)`` for the map σ: j ↦ index[j]. It moves the
-node in slot j to slot σ(j), so ``(g·x)[σ(j)] = x[j]``, i.e. ``g·x = x[g⁻¹.index]`` and
+An element is an index vector ``index`` of shape ``(B, n)`` for the map σ: j ↦ index[j]. It moves
+the node in slot j to slot σ(j), so ``(g·x)[σ(j)] = x[j]``, i.e. ``g·x = x[g⁻¹.index]`` and
 ``g⁻¹·x = x[g.index]``. Composition is ``(g @ h).index = g.index[h.index]``.
 
 The optional ``relaxed`` matrix ``(B, n, n)`` is a differentiable stand-in for the hard permutation
 matrix ``H`` (``H[index[j], j] = 1``, so ``g·x = H x`` on the node axis). Actions then add a
 straight-through term whose value is exactly zero and whose gradient is that of ``relaxed``: the
-forward pass stays a gather, the backward pass is that of ``H x`` with ``H = relaxed + sg(H - relaxed)``.
+forward pass stays a gather, the backward pass is that of ``H x`` with
+``H = relaxed + sg(H - relaxed)``.
 """
 
 from __future__ import annotations

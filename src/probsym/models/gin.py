@@ -28,14 +28,20 @@ class GINWithIDs(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, max_nodes: int, hidden: int = 64, out_dim: int = 1, num_layers: int = 3,
+        self,
+        in_dim: int,
+        max_nodes: int,
+        hidden: int = 64,
+        out_dim: int = 1,
+        num_layers: int = 3,
         activation: str = "relu",
     ) -> None:
         super().__init__()
         act = nn.ReLU if activation == "relu" else nn.Tanh
         dims = [in_dim + max_nodes] + [hidden] * num_layers
         self.convs = nn.ModuleList(
-            DenseGINConv(nn.Linear(a, b), train_eps=True) for a, b in zip(dims[:-1], dims[1:])
+            DenseGINConv(nn.Linear(a, b), train_eps=True)
+            for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
         self.act = act()
         self.head = nn.Sequential(nn.Linear(hidden, 10), act(), nn.Linear(10, out_dim))

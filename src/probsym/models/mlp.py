@@ -51,8 +51,13 @@ class FlatMLP(nn.Module):
     """
 
     def __init__(
-        self, keys: Sequence[str], in_dim: int, hidden: Sequence[int], out_shape: Sequence[int],
-        activation: Activation = "relu", final_activation: bool = False,
+        self,
+        keys: Sequence[str],
+        in_dim: int,
+        hidden: Sequence[int],
+        out_shape: Sequence[int],
+        activation: Activation = "relu",
+        final_activation: bool = False,
     ) -> None:
         super().__init__()
         self.keys, self.out_shape = tuple(keys), tuple(out_shape)

@@ -35,8 +35,16 @@ class NodeTransformer(nn.Module):
     """
 
     def __init__(
-        self, keys: Sequence[str], in_dim: int, out_dim: int, max_nodes: int, dim: int = 64,
-        depth: int = 8, heads: int = 4, dropout: float = 0.0, residual_key: str | None = None,
+        self,
+        keys: Sequence[str],
+        in_dim: int,
+        out_dim: int,
+        max_nodes: int,
+        dim: int = 64,
+        depth: int = 8,
+        heads: int = 4,
+        dropout: float = 0.0,
+        residual_key: str | None = None,
         pooled: bool = False,
     ) -> None:
         super().__init__()
@@ -44,11 +52,17 @@ class NodeTransformer(nn.Module):
         self.embed = nn.Linear(in_dim, dim)
         self.position = nn.Parameter(torch.randn(max_nodes, dim) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=dim * 2, dropout=dropout, activation="gelu",
-            batch_first=True, norm_first=True,
+            dim,
+            heads,
+            dim_feedforward=dim * 2,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim),
-                                             enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        )
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out_dim))
 
     def forward(self, mask: Tensor | None = None, **inputs: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 
 class VectorNeuronLinear(nn.Module):
-    """``V ↦ W V`` on the channel axis: ``(..., c_in, d) -> (..., c_out, d)``; no bias (equivariance).
+    """``V ↦ W V`` on the channel axis, ``(..., c_in, d) -> (..., c_out, d)``, without bias.
 
     ``in_channels=None`` infers the input width on the first call (a lazy module).
     """

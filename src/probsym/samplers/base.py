@@ -90,7 +90,7 @@ class Sampler(nn.Module):
         """Draw ``num_samples`` elements per input (b-major)."""
         raise NotImplementedError
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"group={self.group!r}"
 
 
@@ -105,7 +105,7 @@ def spatial_factor(group: Group) -> Group | None:
 
 
 def make_spatial(factor: Group, rotation: Tensor, translation: Tensor | None) -> GroupElement:
-    """An element of ``factor`` from a rotation ``(B, d, d)`` and, for E/SE, a translation ``(B, d)``."""
+    """An element of ``factor``: rotation ``(B, d, d)``, plus translation ``(B, d)`` for E/SE."""
     from probsym.groups import Orthogonal, Rigid
 
     if not factor.has_translations:

@@ -53,7 +53,8 @@ def spectral_key(adjacency: Tensor, mask: Tensor | None, tolerance: float = 1e-6
     laplacian = torch.diag_embed(a.sum(-1)) - a
     values, vectors = torch.linalg.eigh(laplacian)
     gap = values[:, 1:] - values[:, :-1] > tolerance * values.abs()[:, 1:].clamp_min(1.0)
-    group_id = torch.cat([torch.zeros_like(gap[:, :1]), gap], dim=1).long().cumsum(1)  # (b, n)
+    first = torch.zeros_like(values[:, :1], dtype=torch.bool)  # gap[:, :1] is empty when n = 1
+    group_id = torch.cat([first, gap], dim=1).long().cumsum(1)  # (b, n)
     columns = torch.zeros_like(vectors)
     index = group_id.unsqueeze(1).expand_as(vectors)
     columns.scatter_add_(2, index, vectors.square())
@@ -200,7 +201,6 @@ class Frame(Sampler):
 
     def _spatial_elements(self, inputs, num_samples, noise):
         sig = self.signature
-        mask = features.get_mask(sig, inputs)
         centroid = features.point_centroid(sig, inputs)
         origin = centroid if self.spatial.has_translations else None
         v = features.node_vectors(sig, inputs, origin).double()  # (b, n, c, d), padding zero

@@ -13,7 +13,8 @@
 Noise is i.i.d. per node (uniform on scalars, isotropic Gaussian on vectors), hence invariant in
 law, so p(g|x) is equivariant (Kim et al. 2023). ``Canonical`` is the same with no noise.
 
-Shapes: ``b`` batch · ``s`` samples · ``B = b*s`` · ``n`` nodes (padded) · ``c`` channels · ``d`` space.
+Shapes: ``b`` batch · ``s`` samples · ``B = b*s`` · ``n`` nodes (padded) · ``c`` channels ·
+``d`` space.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class Learned(Sampler):
             permutation = Permutation(index, relaxed)
         return Samples(join_element(self.group, permutation, spatial), regularization, relaxed)
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"group={self.group!r}, noise_scale={self.noise_scale}, tau={self.tau}"
 
 

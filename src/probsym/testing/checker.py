@@ -221,7 +221,7 @@ def assert_equivariant(
     rtol: float = 1e-5,
     **kwargs,
 ) -> EquivarianceReport:
-    """Raise ``AssertionError`` with the report when :func:`equivariance_error` exceeds tolerance."""
+    """Raise ``AssertionError`` (with the report) when the error exceeds the tolerance."""
     report = equivariance_error(model, inputs, **kwargs)
     if not report.passed(atol, rtol):
         raise AssertionError(f"not equivariant (atol={atol}, rtol={rtol}):\n{report}")

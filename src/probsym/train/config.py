@@ -49,7 +49,9 @@ class TrainConfig:
     depth: int = field(default=4, metadata={"help": "base model layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
     dropout: float = field(default=0.0, metadata={"help": "base model dropout"})
-    max_train: int = field(default=0, metadata={"help": "use the first N training examples (0: all)"})
+    max_train: int = field(
+        default=0, metadata={"help": "use the first N training examples (0: all)"}
+    )
     limit: int = field(default=0, metadata={"help": "keep the first N examples of each split"})
     seed: int = field(default=1, metadata={"help": "random seed"})
     data_dir: str = field(default="", metadata={"help": "folder with the data set's files"})

@@ -64,8 +64,14 @@ def progress(iterable, total: int, desc: str, quiet: bool):
 
 @torch.no_grad()
 def evaluate(
-    experiment: Experiment, model: Symmetrize, split: Split, num_samples: int, batch_size: int,
-    device: torch.device, quiet: bool = True, desc: str = "eval",
+    experiment: Experiment,
+    model: Symmetrize,
+    split: Split,
+    num_samples: int,
+    batch_size: int,
+    device: torch.device,
+    quiet: bool = True,
+    desc: str = "eval",
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input."""
     model.eval()
@@ -94,9 +100,7 @@ def _is_better(value: float, best: float | None, direction: str) -> bool:
     return value < best if direction == "min" else value > best
 
 
-def fit(
-    experiment: Experiment, config: TrainConfig, resume: bool = False
-) -> dict[str, Any]:
+def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Train, select on validation, test the selected weights, and write the run directory.
 
     Returns:
@@ -108,16 +112,18 @@ def fit(
         torch.set_num_threads(config.threads)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists() and not resume:
-        raise ProbsymError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                           f"choose another --out")
+        raise ProbsymError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
     torch.manual_seed(config.seed)
     data = experiment.build_data(config)
     model = experiment.build_model(config, next(batches(data["train"], 2))).to(device)
     model.eval()
     with torch.no_grad():  # materialise lazy modules before the optimizer sees the parameters
         model(**model_inputs(model, next(batches(data["train"], 2)), device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     steps_per_epoch = math.ceil(len(data["train"]["target"]) / config.batch_size)
     scheduler = _scheduler(optimizer, round(config.warmup_epochs * steps_per_epoch))
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -157,12 +163,16 @@ def fit(
             total += float(loss.detach()) * len(target)
             seen += len(target)
         state["train_seconds"] += time.perf_counter() - start
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(seen, 1),
-                               "lr": optimizer.param_groups[0]["lr"],
-                               "train_seconds": round(state["train_seconds"], 3)}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(seen, 1),
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": round(state["train_seconds"], 3),
+        }
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            val = evaluate(experiment, model, data["val"], config.eval_samples,
-                           config.eval_batch_size, device)
+            val = evaluate(
+                experiment, model, data["val"], config.eval_samples, config.eval_batch_size, device
+            )
             row.update({f"val_{k}": v for k, v in val.items()})
             if _is_better(val[select_key], state["best"], direction):
                 state["best"], state["best_epoch"] = val[select_key], epoch + 1
@@ -170,36 +180,64 @@ def fit(
         state["epoch"] = epoch + 1
         _log_row(run_dir / "log.csv", row, writer)
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train_l", "val_"))})
-        checkpoint.save(last_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "shuffle": shuffle.get_state(),
-            "rng": checkpoint.rng_state(), "state": state,
-            "config": dataclasses.asdict(config),
-        })
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train_l", "val_"))}
+            )
+        checkpoint.save(
+            last_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "shuffle": shuffle.get_state(),
+                "rng": checkpoint.rng_state(),
+                "state": state,
+                "config": dataclasses.asdict(config),
+            },
+        )
     if writer is not None:
         writer.close()
     return finish(experiment, config, model, data, state, device)
 
 
 def finish(
-    experiment: Experiment, config: TrainConfig, model: Symmetrize, data: dict[str, Split],
-    state: dict[str, Any], device: torch.device,
+    experiment: Experiment,
+    config: TrainConfig,
+    model: Symmetrize,
+    data: dict[str, Split],
+    state: dict[str, Any],
+    device: torch.device,
 ) -> dict[str, Any]:
     """Test the best weights and write ``metrics.json``."""
     run_dir = config.run_dir
     best = checkpoint.load(run_dir / "best.pt", device)
     model.load_state_dict(best["model"])
     torch.manual_seed(config.seed)  # test-time sampling is reproducible
-    test = evaluate(experiment, model, data["test"], config.test_num_samples,
-                    config.eval_batch_size, device, config.quiet, "test")
+    test = evaluate(
+        experiment,
+        model,
+        data["test"],
+        config.test_num_samples,
+        config.eval_batch_size,
+        device,
+        config.quiet,
+        "test",
+    )
     metrics = {
-        "experiment": experiment.name, "method": config.method, "backbone": config.backbone,
-        "seed": config.seed, "epochs": state["epoch"], "best_epoch": state["best_epoch"],
-        "train_seconds": round(state["train_seconds"], 2), "test": test,
-        "val_best": state["best"], "samples": config.samples,
-        "test_samples": config.test_num_samples, "device": str(device),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "experiment": experiment.name,
+        "method": config.method,
+        "backbone": config.backbone,
+        "seed": config.seed,
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "train_seconds": round(state["train_seconds"], 2),
+        "test": test,
+        "val_best": state["best"],
+        "samples": config.samples,
+        "test_samples": config.test_num_samples,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     checkpoint.write_json(run_dir / "metrics.json", metrics)
     return metrics

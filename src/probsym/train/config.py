@@ -57,6 +57,9 @@ class TrainConfig:
     data_dir: str = field(default="", metadata={"help": "folder with the data set's files"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
     threads: int = field(default=0, metadata={"help": "CPU threads (0: torch default)"})
+    precision: str = field(
+        default="32", metadata={"help": "training precision: 32 | bf16 | 16 (autocast)"}
+    )
     out: str = field(default="", metadata={"help": "run directory (default runs/<exp>-<method>)"})
     eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})

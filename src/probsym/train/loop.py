@@ -3,14 +3,21 @@
 Each epoch ends with an atomic checkpoint of everything the next epoch depends on (weights,
 optimizer, scheduler, RNG states, best-so-far), so ``--resume`` after a kill continues with the
 same results as an uninterrupted run for a fixed seed.
+
+Device-agnostic: ``--device cuda``, mixed precision (``--precision bf16|16``: autocast in training;
+evaluation stays in float32, as in the reference), and data parallelism under ``torchrun``
+(``WORLD_SIZE > 1``: each rank trains on its share of every batch, DDP averages gradients,
+BatchNorm is synchronised on CUDA, rank 0 writes the run directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -87,6 +94,33 @@ def evaluate(
     return result
 
 
+def _distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; starts the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device(config.device)
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    """Autocast for training steps at ``config.precision`` (a no-op at 32)."""
+    dtypes = {"bf16": torch.bfloat16, "16": torch.float16}
+    if config.precision == "32":
+        return contextlib.nullcontext()
+    if config.precision not in dtypes:
+        raise ProbsymError(f"precision must be 32, bf16 or 16, got {config.precision!r}")
+    return torch.autocast(device.type, dtype=dtypes[config.precision])
+
+
 def _scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int):
     def factor(step: int) -> float:
         return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
@@ -107,11 +141,11 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         The content of ``metrics.json``.
     """
     run_dir = config.run_dir
-    device = torch.device(config.device)
+    rank, world, device = _distributed(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if last_path.exists() and not resume:
+    if last_path.exists() and not resume and rank == 0:
         raise ProbsymError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
@@ -121,6 +155,18 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     model.eval()
     with torch.no_grad():  # materialise lazy modules before the optimizer sees the parameters
         model(**model_inputs(model, next(batches(data["train"], 2)), device))
+    train_model: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":  # SyncBatchNorm is CUDA-only; on CPU each rank keeps its own
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # e.g. relaxation-only parameters in some groups
+        )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "16")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -139,26 +185,34 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         log.info("resumed %s at epoch %d", run_dir, state["epoch"])
     else:
         torch.manual_seed(config.seed)  # the same stream whether or not data loading drew numbers
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_text(run_dir / "config.toml", to_toml(config))
-    writer = _tensorboard(run_dir)
+    writes = rank == 0
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_text(run_dir / "config.toml", to_toml(config))
+    writer = _tensorboard(run_dir) if writes else None
     select_key, direction = experiment.select
     epochs = range(state["epoch"], config.epochs)
-    bar = progress(epochs, len(epochs), f"{experiment.name} {config.method}", config.quiet)
+    quiet = config.quiet or not writes
+    bar = progress(epochs, len(epochs), f"{experiment.name} {config.method}", quiet)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
         total, seen = 0.0, 0
         for batch in batches(data["train"], config.batch_size, shuffle):
-            out = model(**model_inputs(model, batch, device))
-            target = batch["target"].to(device)
-            loss = experiment.loss(out.value, target)
-            objective = loss + config.entropy_weight * out.regularization
+            if world > 1:  # every rank draws the same shuffle and keeps its share of the batch
+                batch = {k: v[rank::world] for k, v in batch.items()}
+            with _autocast(config, device):
+                out = train_model(**model_inputs(model, batch, device))
+                target = batch["target"].to(device)
+                loss = experiment.loss(out.value.float(), target)
+                objective = loss + config.entropy_weight * out.regularization.float()
             optimizer.zero_grad(set_to_none=True)
-            objective.backward()
+            scaler.scale(objective).backward()
             if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             total += float(loss.detach()) * len(target)
             seen += len(target)
@@ -176,8 +230,11 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             row.update({f"val_{k}": v for k, v in val.items()})
             if _is_better(val[select_key], state["best"], direction):
                 state["best"], state["best_epoch"] = val[select_key], epoch + 1
-                checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
+                if writes:
+                    checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
         state["epoch"] = epoch + 1
+        if not writes:
+            continue
         _log_row(run_dir / "log.csv", row, writer)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(
@@ -197,6 +254,12 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         )
     if writer is not None:
         writer.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written best.pt
+        if not writes:
+            return {}
     return finish(experiment, config, model, data, state, device)
 
 

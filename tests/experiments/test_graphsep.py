@@ -107,3 +107,11 @@ def test_cli_rejects_bad_options(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["train", "exp-classify", "--data-dir", str(tmp_path), "--quiet"]) == 2
     assert "GRAPHSAT.pkl" in capsys.readouterr().err
+
+
+def test_isomorphic_copy_control_tells_noise_from_power():
+    graphs = [TREE, TREE_RELABELLED]
+    # A deterministic canonicalizer is invariant on asymmetric graphs: no copy is "separated".
+    assert graphsep.separated_isomorphic_copies("exp", graphs, "canonical", "mlp", n_max=7) == 0
+    # Fresh-noise Monte Carlo estimates differ by more than the tolerance: the control shows it.
+    assert graphsep.separated_isomorphic_copies("exp", graphs, "ga", "mlp", n_max=7) > 0

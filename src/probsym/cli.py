@@ -179,6 +179,9 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
     count = graphsep.indistinguishable_pairs(
         args.benchmark, graphs, args.method, args.backbone, args.seeds, on_seed=report
     )
+    copies = graphsep.separated_isomorphic_copies(
+        args.benchmark, graphs, args.method, args.backbone
+    )
     metrics = {
         "experiment": args.benchmark,
         "method": args.method,
@@ -187,7 +190,8 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
         "seed": 0,
         "epochs": 0,
         "train_seconds": round(time.perf_counter() - start, 2),
-        "test": {"indistinguishable_pairs": count},
+        "graphs": len(graphs),
+        "test": {"indistinguishable_pairs": count, "isomorphic_copies_separated": copies},
     }
     if args.out is not None:
         checkpoint.write_json(args.out / "metrics.json", metrics)

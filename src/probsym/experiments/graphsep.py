@@ -69,6 +69,9 @@ def build_base(backbone: str, n_max: int, channels: int, task: str) -> torch.nn.
         if task == "exp":
             return FlatMLP(["x", "adj"], in_dim, [2048, 4096, 2048], (10,), "tanh", True)
         return FlatMLP(["x", "adj"], in_dim, [2048, 4096, 2048, 10], (1,), "relu")
+    if backbone == "mlp-small":  # CPU-budget variant: same layout, 512-wide, ~2.4M parameters
+        in_dim = n_max * channels + n_max * n_max
+        return FlatMLP(["x", "adj"], in_dim, [512, 512, 10], (1,), "relu")
     if backbone == "gin-id":
         from probsym.models.gin import GINWithIDs
 
@@ -76,7 +79,7 @@ def build_base(backbone: str, n_max: int, channels: int, task: str) -> torch.nn.
         return GINWithIDs(
             channels, n_max, 64, 1 if task == "exp-classify" else 10, activation=activation
         )
-    raise UnknownNameError("backbone", backbone, ["mlp", "gin-id"])
+    raise UnknownNameError("backbone", backbone, ["mlp", "mlp-small", "gin-id"])
 
 
 def build_sampler(
@@ -236,7 +239,7 @@ EXPERIMENTS = {
             "eval_samples": 10,
             "batch_size": 100,
         },
-        backbones=("mlp", "gin-id"),
+        backbones=("mlp", "mlp-small", "gin-id"),
         select=("loss", "min"),
     ),
 }

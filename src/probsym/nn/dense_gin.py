@@ -63,14 +63,18 @@ class DenseGIN(nn.Module):
                 nn.LazyLinear(hidden_dim) if a is None else nn.Linear(a, hidden_dim),
                 nn.ReLU(),
                 nn.Dropout(dropout),
-                nn.Linear(hidden_dim, hidden_dim),
+                nn.Linear(hidden_dim, hidden_dim, bias=False),  # the batch norm removes a bias
             )
             for a in dims[:-1]
         )
         self.norms = nn.ModuleList(MaskedBatchNorm(hidden_dim) for _ in range(num_layers))
         self.eps = nn.Parameter(torch.rand(num_layers))
+        # No output bias: samplers centre the scores over each graph, which removes any offset
+        # shared by all nodes, so a bias would never receive a gradient.
         self.head = nn.Sequential(
-            nn.Linear(2 * dims[-1], hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)
+            nn.Linear(2 * dims[-1], hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, out_dim, bias=False),
         )
 
     def forward(self, x: Tensor, adjacency: Tensor | None, mask: Tensor | None) -> Tensor:

@@ -90,7 +90,8 @@ class VectorNeuronEncoder(nn.Module):
             nn.ModuleList([VectorNeuronLinear(2 * h, h, dtype), VectorNeuronReLU(h, dtype=dtype)])
             for _ in range(num_layers)
         )
-        self.attention = nn.Linear(h, h, dtype=dtype)
+        # no bias: a per-channel offset is shared by all nodes and cancels in the softmax over nodes
+        self.attention = nn.Linear(h, h, bias=False, dtype=dtype)
         self.frame = VectorNeuronLinear(h, out_vectors, dtype)
 
     def forward(

@@ -207,6 +207,12 @@ class Frame(Sampler):
         moment = torch.einsum("bncd,bnce->bde", v, v)
         _, axes = torch.linalg.eigh(moment)  # columns: principal axes, ascending variance
         b, d = axes.shape[0], axes.shape[-1]
+        # eigh returns each axis with an arbitrary sign; orient it by the sign of the third moment
+        # along it, so that the axes of g·x are g times those of x and sampled sign choices
+        # transform exactly (enumerated frames are sets and do not need it). Symmetric clouds
+        # (third moment 0) have no unique frame.
+        skew = torch.einsum("bncd,bdk->bnck", v, axes).pow(3).sum(dim=(1, 2))  # (b, d)
+        axes = axes * torch.where(skew < 0, -1.0, 1.0).to(axes.dtype).unsqueeze(1)
         if self.spatial.proper:  # choices have product +1; flip column 0 where det(axes) = -1
             det = torch.linalg.det(axes)
             first = torch.ones(b, d, dtype=axes.dtype, device=axes.device)

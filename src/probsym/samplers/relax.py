@@ -64,8 +64,12 @@ def soft_permutation(
 
 def _clean(logits: Tensor, pair_mask: Tensor | None) -> Tensor:
     """Map NaN/±inf to -inf and re-apply the mask (rows of padded nodes are all -inf)."""
-    logits = torch.where(torch.isfinite(logits), logits, torch.full_like(logits, _NEG_INF))
-    return logits if pair_mask is None else logits.masked_fill(~pair_mask, _NEG_INF)
+    # One where with a scalar: ``abs() < inf`` is ``isfinite`` in 2 kernels instead of 5 (this
+    # runs 2 * iterations times per step); values and gradients are those of where + masked_fill.
+    keep = logits.abs() < float("inf")
+    if pair_mask is not None:
+        keep = keep & pair_mask
+    return torch.where(keep, logits, _NEG_INF)
 
 
 def permutation_entropy(soft: Tensor, mask: Tensor | None) -> Tensor:
@@ -119,6 +123,10 @@ def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:
         f = fallback[torch.arange(b, device=vectors.device), :, best]
         degenerate = norm < eps
         u = torch.where(degenerate, f, u)
+        # A second pass ("twice is enough", Parlett–Kahan): one pass leaves errors of the order of
+        # rounding times the condition number, which for Gaussian (Haar) draws in float32 exceed
+        # 1e-5 about 1% of the time.
+        u = _orthogonalize(u, columns)
         norm = u.norm(dim=1, keepdim=True)
         columns.append(u / norm.clamp_min(1e-12))
     return torch.stack(columns, dim=2)

@@ -1,0 +1,209 @@
+"""Bad input: one ``pytest.raises(<Error>, match=<name>)`` per error the core promises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import probsym
+from cases import Case, make_batch, make_model
+from probsym import fields, groups, samplers
+from probsym.errors import (
+    InputError,
+    MaskError,
+    NonFiniteError,
+    ShapeError,
+    UnknownNameError,
+)
+
+G = groups.Sn() * groups.E(3)
+
+
+@pytest.fixture
+def model():
+    model, _ = make_model(Case(G, "ga"), "equivariant", "mlp")
+    return model
+
+
+@pytest.fixture
+def batch():
+    return make_batch(G)  # pos, vel, charge, adj (b=3, n=5, d=3), mask
+
+
+def test_valid_batch_passes_and_reports_sizes(model, batch):
+    info = model.signature.check(batch, G)
+    assert (info.batch_size, info.num_nodes, info.dim) == (3, 5, 3)
+    model(**batch)
+
+
+def test_too_few_axes_names_the_field(model, batch):
+    batch["pos"] = batch["pos"][:, :, 0]  # (b, n): the geometric axis is missing
+    with pytest.raises(ShapeError, match=r"'pos' declared node_point needs shape \(b, n, \*c, d\)"):
+        model(**batch)
+
+
+def test_node_count_mismatch(model, batch):
+    batch["adj"] = batch["adj"][:, :4, :4]
+    with pytest.raises(ShapeError, match=r"'adj' declared pair has 4 nodes .* expected 5"):
+        model(**batch)
+
+
+def test_pair_axes_must_agree(model, batch):
+    batch["adj"] = batch["adj"][:, :, :4]
+    with pytest.raises(ShapeError, match=r"'adj' declared pair has 4 nodes on axis 2"):
+        model(**batch)
+
+
+def test_batch_size_mismatch(model, batch):
+    batch["vel"] = batch["vel"][:2]
+    with pytest.raises(ShapeError, match=r"'vel' has batch size 2, expected 3"):
+        model(**batch)
+
+
+def test_vector_dimension_mismatch_between_inputs():
+    sig = probsym.Signature({"pos": fields.node_point, "vel": fields.node_vector}, fields.scalar)
+    batch = {"pos": torch.randn(2, 4, 3), "vel": torch.randn(2, 4, 2)}
+    with pytest.raises(ShapeError, match=r"'vel' .* 2-D vectors .* input 'pos' is 3-D"):
+        sig.check(batch)
+
+
+def test_group_dimension_mismatch_e3_on_2d_points():
+    sig = probsym.Signature({"pos": fields.node_point}, fields.node_point)
+    model = probsym.Symmetrize(torch.nn.Identity(), samplers.Uniform(groups.E(3), sig))
+    with pytest.raises(ShapeError, match=r"'pos' .* 2-D vectors .* the group E\(3\) is 3-D"):
+        model(pos=torch.randn(2, 4, 2))
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [
+        (torch.ones(3, 4, dtype=torch.bool), r"mask 'mask' has shape \(3, 4\), expected"),
+        (torch.ones(3, dtype=torch.bool), r"mask 'mask' has shape \(3,\)"),
+        (torch.ones(3, 5), "mask 'mask' must be a bool tensor"),
+        (torch.ones(3, 5, dtype=torch.long), "mask 'mask' must be a bool tensor"),
+    ],
+    ids=["nodes", "ndim", "float", "long"],
+)
+def test_wrong_mask_shape_or_dtype(model, batch, mask, match):
+    batch["mask"] = mask
+    with pytest.raises(MaskError, match=match):
+        model(**batch)
+
+
+def test_graph_with_no_real_node(model, batch):
+    batch["mask"][1] = False
+    with pytest.raises(MaskError, match=r"graph\(s\) \[1\] .* no real node"):
+        model(**batch)
+
+
+def test_zero_nodes():
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    with pytest.raises(MaskError, match="0 nodes"):
+        sig.check({"x": torch.zeros(2, 0, 3)})
+    with pytest.raises(MaskError, match="no real node"):
+        sig.check({"x": torch.zeros(2, 0, 3), "mask": torch.zeros(2, 0, dtype=torch.bool)})
+
+
+def test_mask_without_node_inputs():
+    sig = probsym.Signature({"v": fields.vector}, fields.vector)
+    with pytest.raises(MaskError, match="no input has a node axis"):
+        sig.check({"v": torch.randn(2, 3), "mask": torch.ones(2, 1, dtype=torch.bool)})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=str)
+def test_non_finite_inputs(model, batch, value):
+    batch["vel"][0, 0, 1] = value
+    with pytest.raises(NonFiniteError, match="'vel' contains NaN or inf"):
+        model(**batch)
+
+
+def test_non_finite_check_can_be_skipped(batch):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    x = torch.full((2, 3, 1), float("nan"))
+    assert sig.check({"x": x}, finite=False).num_nodes == 3
+
+
+def test_unknown_input_name_lists_the_choices(model, batch):
+    batch["velocity"] = batch.pop("vel")
+    with pytest.raises(UnknownNameError, match=r"unknown input 'velocity'; choose one of: .*vel"):
+        model(**batch)
+
+
+def test_missing_input(model, batch):
+    del batch["charge"]
+    with pytest.raises(InputError, match=r"missing declared input\(s\) \['charge'\]"):
+        model(**batch)
+
+
+def test_input_that_is_not_a_tensor(model, batch):
+    batch["charge"] = batch["charge"].tolist()
+    with pytest.raises(InputError, match="'charge' must be a torch.Tensor"):
+        model(**batch)
+
+
+def test_base_model_outputs_are_checked(batch):
+    sig = probsym.Signature({"x": fields.node}, {"y": fields.node})
+
+    class Plain(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return {"y": x.flatten()}
+
+    x = torch.randn(2, 3, 1)
+    model = probsym.Symmetrize(Plain(), samplers.Uniform(groups.Sn(), sig))
+    with pytest.raises(InputError, match=r"must return a dict with keys \['y'\]"):
+        model(x=x)
+
+    model = probsym.Symmetrize(Flat(), samplers.Uniform(groups.Sn(), sig))
+    with pytest.raises(ShapeError, match=r"output 'y' declared node needs shape"):
+        model(x=x)
+
+
+@pytest.mark.parametrize("name", ["num_samples", "eval_num_samples"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_sample_counts_must_be_positive_integers(name, value):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+        probsym.Symmetrize(torch.nn.Identity(), sampler, **{name: value})
+
+
+def test_per_call_num_samples_is_checked(model, batch):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
+        model(**batch, num_samples=0)
+
+
+@pytest.mark.parametrize("name", ["Q3", "E", "SO", "Sn*X2"])
+def test_unknown_group_name_lists_the_choices(name):
+    with pytest.raises(UnknownNameError, match=r"unknown group .*; choose one of: .*SE<d>.*Sn"):
+        groups.from_name(name)
+
+
+def test_group_names_parse():
+    assert groups.from_name("SO3") == groups.SO(3)
+    assert groups.from_name("Sn*E3") == groups.Sn() * groups.E(3)
+    assert groups.from_name("S_n × SE(2)") == groups.Sn() * groups.SE(2)
+
+
+def test_unknown_method_lists_the_choices():
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    with pytest.raises(
+        UnknownNameError, match="unknown method 'lps'; choose one of: canonical, fa, ga, ps"
+    ):
+        samplers.resolve("lps", groups.Sn(), sig)
+    error = UnknownNameError("method", "lps", samplers.METHODS)
+    assert isinstance(error, KeyError) and error.choices == ["canonical", "fa", "ga", "ps"]
+
+
+def test_signature_rejects_non_fields_and_a_mask_named_like_an_input():
+    with pytest.raises(TypeError, match="'x' must be a probsym Field"):
+        probsym.Signature({"x": "node"}, fields.scalar)
+    with pytest.raises(ValueError, match="mask name 'x' is also declared"):
+        probsym.Signature({"x": fields.node}, fields.scalar, mask="x")
+    with pytest.raises(ValueError, match="node_axes must be 0, 1 or 2"):
+        fields.Field(3)
+    with pytest.raises(ValueError, match="geometry must be"):
+        fields.Field(1, "tensor")

@@ -1,0 +1,149 @@
+"""Symmetrize: one batched base call, sample counts, per-sample outputs, dict outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import probsym
+from cases import CASES, Case, make_base, make_batch, make_model, signature
+from probsym import fields, groups, samplers
+from probsym.folding import fold_samples
+
+
+class Counting(nn.Module):
+    """Wraps a base model and records what every call received."""
+
+    def __init__(self, base: nn.Module):
+        super().__init__()
+        self.base = base
+        self.calls: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, **inputs):
+        self.calls.append(inputs)
+        return self.base(**inputs)
+
+
+def counting_model(case: Case, output="equivariant", num_samples=3, eval_num_samples=5):
+    batch = make_batch(case.group)
+    sig = signature(case.group, output)
+    base = Counting(make_base("mlp", sig, batch))
+    sampler = case.sampler(sig)
+    model = probsym.Symmetrize(
+        base, sampler, num_samples=num_samples, eval_num_samples=eval_num_samples
+    )
+    return model, base, batch
+
+
+ONE_PER_GROUP = [c for c in CASES if c.method == "ps"] + [
+    c for c in CASES if c.method == "fa" and c.group.dim == 3
+]
+
+
+@pytest.mark.parametrize("case", ONE_PER_GROUP, ids=[c.id for c in ONE_PER_GROUP])
+def test_base_is_called_once_per_forward_with_all_samples_folded(case: Case):
+    model, base, batch = counting_model(case)
+    b = batch["mask"].shape[0]
+    per_input = model.sampler.samples_per_input(3)  # > 3 for enumerated PCA frames
+    out = model(**batch, keep_samples=True)
+    assert len(base.calls) == 1
+    call = base.calls[0]
+    assert set(call) == set(batch)  # the declared inputs and the (folded) mask
+    for name, x in call.items():
+        assert x.shape == (b * per_input, *batch[name].shape[1:]), name
+    assert torch.equal(call["mask"], fold_samples(batch["mask"], per_input))
+    # the base sees g⁻¹·x, b-major
+    g_inverse = out.samples.elements.inverse()
+    for name, fld in model.signature.inputs.items():
+        expected = g_inverse.act(fold_samples(batch[name], per_input), fld, call["mask"])
+        assert torch.equal(call[name], expected), name
+    # per-sample outputs (b, N, ...) average to the value
+    assert set(out.value) == set(model.signature.output_fields)
+    for name, value in out.value.items():
+        per_sample = out.per_sample[name]
+        assert per_sample.shape == (b, per_input, *value.shape[1:])
+        torch.testing.assert_close(per_sample.mean(dim=1), value, atol=0, rtol=0)
+
+
+def test_train_and_eval_sample_counts():
+    model, base, batch = counting_model(Case(groups.Sn(), "ga"), "invariant", 3, 5)
+    b = batch["mask"].shape[0]
+    model.train()
+    model(**batch)
+    model.eval()
+    model(**batch)
+    model(**batch, num_samples=2)  # a per-call override wins in either mode
+    model.train()
+    model(**batch, num_samples=7)
+    assert [c["x"].shape[0] for c in base.calls] == [3 * b, 5 * b, 2 * b, 7 * b]
+    defaults = probsym.Symmetrize(base, model.sampler, num_samples=4)
+    assert defaults.eval_num_samples == 4
+
+
+def test_outputs_without_keep_samples_and_namedtuple_fields():
+    model, _, batch = counting_model(Case(groups.Sn() * groups.SO(3), "ps"), "invariant")
+    out = model(**batch)
+    assert isinstance(out, probsym.Symmetrized)
+    assert out._fields == ("value", "regularization", "samples", "per_sample")
+    assert out.samples is None and out.per_sample is None
+    assert isinstance(out.value, torch.Tensor) and out.value.shape == (3, 3)
+    assert out.regularization.ndim == 0
+
+
+def test_dict_outputs_are_averaged_and_transformed_per_key():
+    case = Case(groups.Sn() * groups.E(3), "ga")
+    model, batch = make_model(case, "equivariant", "mlp", num_samples=4)
+    out = model(**batch, keep_samples=True)
+    assert set(out.value) == {"pos", "center", "pair"}
+    assert out.value["pos"].shape == (3, 5, 3) and out.value["center"].shape == (3, 3)
+    assert out.value["pair"].shape == (3, 5, 5, 1)
+    for k in out.value:
+        assert out.per_sample[k].shape[:2] == (3, 4)
+        torch.testing.assert_close(out.per_sample[k].mean(1), out.value[k], atol=0, rtol=0)
+
+
+def test_same_noise_gives_the_same_output_and_generators_reproduce():
+    model, batch = make_model(Case(groups.Sn() * groups.SO(3), "ps"), "invariant", "transformer")
+    model.eval()
+    noise = model.sampler.sample_noise(batch, 2, torch.Generator().manual_seed(0))
+    a = model(**batch, noise=noise).value
+    b = model(**batch, noise=noise).value
+    assert torch.equal(a, b)
+    c = model(**batch, generator=torch.Generator().manual_seed(0)).value
+    assert torch.equal(a, c)
+    d = model(**batch, generator=torch.Generator().manual_seed(1)).value
+    assert not torch.equal(a, d)
+
+
+def test_gradients_reach_the_base_model():
+    model, batch = make_model(Case(groups.Sn() * groups.SE(2), "ps"), "invariant", "transformer")
+    model.train()
+    model(**batch)  # lazy modules
+    out = model(**batch)
+    (out.value.square().mean() + out.regularization).backward()
+    for name, p in model.base.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_signature_defaults_to_the_samplers():
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    model = probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))
+    assert model.signature is sig and model.group == groups.Sn()
+    bare = samplers.Uniform(groups.Sn(), sig)
+    bare.signature = None
+    with pytest.raises(ValueError, match="needs a signature"):
+        probsym.Symmetrize(nn.Identity(), bare)
+    assert "num_samples=1" in repr(model)
+
+
+def test_check_inputs_can_be_disabled():
+    class Echo(nn.Module):
+        def forward(self, x):
+            return x
+
+    sig = probsym.Signature({"x": fields.node}, fields.node)
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    model = probsym.Symmetrize(Echo(), sampler, check_inputs=False)
+    x = torch.full((2, 3, 1), float("nan"))
+    assert bool(model(x=x).value.isnan().all())  # no NonFiniteError when checks are off

@@ -19,7 +19,9 @@ from typing import Any
 from probsym.errors import ProbsymError
 
 #: Per-method defaults: a canonicalizer is one deterministic element.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {"canonical": {"samples": 1, "eval_samples": 1}}
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "canonical": {"samples": 1, "eval_samples": 1, "test_samples": 1}
+}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -132,29 +134,23 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     """``probsym eval``: rebuild the run's model, load its best weights, test again."""
     import torch
 
-    from probsym import experiments
-    from probsym.train import checkpoint
-    from probsym.train import config as cfg
-    from probsym.train.loop import batches, evaluate
+    from probsym.train.loop import evaluate
+    from probsym.train.restore import restore
 
-    config_path = args.run_dir / "config.toml"
-    if not config_path.exists():
-        raise ProbsymError(f"{args.run_dir} is not a run directory (no config.toml)")
-    config = cfg.resolve(cfg.load_toml(config_path))
-    experiment = experiments.get(config.experiment)
-    data = experiment.build_data(config)
-    device = torch.device(config.device)
-    model = experiment.build_model(config, next(batches(data["train"], 2))).to(device)
-    model.eval()
-    with torch.no_grad():
-        from probsym.train.loop import model_inputs
-
-        model(**model_inputs(model, next(batches(data["train"], 2)), device))
-    model.load_state_dict(checkpoint.load(args.run_dir / "best.pt", device)["model"])
+    run = restore(args.run_dir, "best")
+    config, model = run.config, run.model
     samples = args.eval_samples or config.test_num_samples
     torch.manual_seed(config.seed)
+    device = next(model.parameters()).device
     test = evaluate(
-        experiment, model, data["test"], samples, config.eval_batch_size, device, args.quiet, "test"
+        run.experiment,
+        model,
+        run.data["test"],
+        samples,
+        config.eval_batch_size,
+        device,
+        args.quiet,
+        "test",
     )
     return {
         "experiment": config.experiment,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.nn import functional
 
 from probsym import Signature, Symmetrize, fields, groups, samplers
+from probsym.data import cache_dir
 from probsym.data.batching import collate_dense
 from probsym.errors import UnknownNameError
 from probsym.experiments.base import Experiment, Split, limit_split
@@ -30,24 +30,16 @@ SIGNATURE = Signature({"x": fields.node, "adj": fields.pair}, fields.scalar)
 SEPARATION_SAMPLES = {"ps": 10, "ga": 10, "fa": 10, "canonical": 1}
 
 
-def default_data_dir(name: str) -> Path:
-    """``$PROBSYM_DATA/<name>`` or ``~/.cache/probsym/<name>``: where downloads go."""
-    import os
-
-    root = os.environ.get("PROBSYM_DATA") or Path.home() / ".cache" / "probsym"
-    return Path(root) / name
-
-
 def load_graphs(name: str, data_dir: str = "") -> list:
     """GRAPH8c or EXP graphs with their node features (downloads when online and missing)."""
     if name == "graph8c":
         from probsym.data.graph8c import load_graph8c
 
-        return load_graph8c(data_dir or default_data_dir("graph8c"))
+        return load_graph8c(data_dir or cache_dir("graph8c"))
     if name == "exp":
         from probsym.data.exp import load_exp
 
-        return load_exp(data_dir or default_data_dir("EXP"))
+        return load_exp(data_dir or cache_dir("EXP"))
     raise UnknownNameError("separation benchmark", name, ["graph8c", "exp"])
 
 
@@ -151,8 +143,13 @@ def indistinguishable_pairs(
 
 
 def separated_isomorphic_copies(
-    name: str, graphs: Sequence, method: str, backbone: str, seed: int = 0,
-    tolerance: float = 1e-3, n_max: int | None = None,
+    name: str,
+    graphs: Sequence,
+    method: str,
+    backbone: str,
+    seed: int = 0,
+    tolerance: float = 1e-3,
+    n_max: int | None = None,
 ) -> int:
     """Control for the separation count: graphs "separated" from a relabelled copy of themselves.
 

@@ -58,6 +58,22 @@ def model_inputs(model: Symmetrize, batch: Split, device: torch.device) -> dict[
     return {k: batch[k].to(device, non_blocking=True) for k in names}
 
 
+def build_model(
+    experiment: Experiment, config: TrainConfig, split: Split, device: torch.device
+) -> Symmetrize:
+    """The experiment's model on ``device``, its lazy modules sized by a batch of ``split``.
+
+    Runs one forward pass in eval mode (so that lazy layers exist before an optimizer or a
+    ``load_state_dict`` sees the parameters); returns the model in eval mode.
+    """
+    example = next(batches(split, 2))
+    model = experiment.build_model(config, example).to(device)
+    model.eval()
+    with torch.no_grad():
+        model(**model_inputs(model, example, device))
+    return model
+
+
 def progress(iterable, total: int, desc: str, quiet: bool):
     """A tqdm bar on a terminal (unless quiet), else the bare iterable."""
     if quiet or not sys.stderr.isatty():
@@ -151,10 +167,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         )
     torch.manual_seed(config.seed)
     data = experiment.build_data(config)
-    model = experiment.build_model(config, next(batches(data["train"], 2))).to(device)
-    model.eval()
-    with torch.no_grad():  # materialise lazy modules before the optimizer sees the parameters
-        model(**model_inputs(model, next(batches(data["train"], 2)), device))
+    model = build_model(experiment, config, data["train"], device)
     train_model: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -5,7 +5,7 @@ already cached), trains a plain transformer made S_n × E(3)-equivariant by prob
 symmetrization and the canonicalization baseline through ``probsym.train.loop.fit``, prints both
 test MSEs and the exact equivariance error of the trained PS model, and draws ``nbody_demo.png``.
 
-    python examples/nbody_demo.py            # about 5-8 minutes on 2 cores
+    python examples/nbody_demo.py            # about 3 minutes on 2 cores
     python examples/nbody_demo.py --small    # under a minute (the smoke test)
 """
 
@@ -26,13 +26,13 @@ from probsym.train.loop import fit
 from probsym.train.restore import restore
 
 # Train with few samples, evaluate with many (PS pays off at equal compute on a CPU). Canonical
-# gets twice PS's epochs: at depth 4 the sampler network, which both run, dominates a step, so
-# that is 1.4x PS's training time (measured: 209 s against 147 s), in canonical's favour.
+# gets twice PS's epochs: at depth 4 the sampler network, which both run, is a large part of a
+# step, so that is slightly more than PS's training time (measured: 98 s against 90 s).
 SETTINGS = {
     "default": {
         "common": dict(limit=1000, hidden=64, depth=4, heads=4, eval_every=5),
-        "ps": dict(method="ps", samples=2, eval_samples=10, test_samples=50, epochs=40),
-        "canonical": dict(method="canonical", samples=1, eval_samples=1, test_samples=1, epochs=80),
+        "ps": dict(method="ps", samples=2, eval_samples=10, test_samples=50, epochs=120),
+        "canonical": dict(method="canonical", samples=1, eval_samples=1, test_samples=1, epochs=240),
     },
     "small": {
         "common": dict(

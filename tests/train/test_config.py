@@ -20,7 +20,7 @@ def test_precedence_defaults_experiment_method_file_options_set(tmp_path):
     assert config.epochs == 7  # file beats the experiment default (2000)
     assert config.lr == 0.25  # option beats file
     assert config.tau == 0.3  # --set beats everything
-    assert config.samples == 1  # the canonical method default
+    assert config.samples == config.test_num_samples == 1  # the canonical method default
     assert config.grad_clip == 0.1  # experiment default beats the dataclass default
 
 

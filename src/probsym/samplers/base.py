@@ -39,7 +39,8 @@ class Samples(NamedTuple):
 class Sampler(nn.Module):
     """Base class: a distribution p(g|x) over elements of ``group``.
 
-    Subclasses define ``noise_fields``, :meth:`sample_noise` and :meth:`forward`.
+    Subclasses define ``noise_fields``, :meth:`sample_noise` and :meth:`draw`; :meth:`forward`
+    draws fresh noise unless it is given (the exact equivariance check passes transformed noise).
     """
 
     #: How every noise tensor transforms (names -> fields), for the exact equivariance check.
@@ -86,8 +87,16 @@ class Sampler(nn.Module):
         num_samples: int,
         noise: Mapping[str, Tensor] | None = None,
         generator: torch.Generator | None = None,
+    ) -> Samples:
+        """Draw ``num_samples`` elements per input (b-major), from ``noise`` when given."""
+        if noise is None:
+            noise = self.sample_noise(inputs, num_samples, generator)
+        return self.draw(inputs, num_samples, noise)
+
+    def draw(
+        self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]
     ) -> Samples:  # pragma: no cover - abstract
-        """Draw ``num_samples`` elements per input (b-major)."""
+        """The elements for ``inputs`` given the noise: deterministic, so equivariance is exact."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook

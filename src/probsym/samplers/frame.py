@@ -175,16 +175,10 @@ class Frame(Sampler):
         scale = 10.0**self.decimals
         return torch.round(keys * scale) / scale
 
-    def forward(
-        self,
-        inputs: Mapping[str, Tensor],
-        num_samples: int,
-        noise: Mapping[str, Tensor] | None = None,
-        generator: torch.Generator | None = None,
+    def draw(
+        self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]
     ) -> Samples:
         """``samples_per_input(num_samples)`` frame elements per input, b-major."""
-        if noise is None:
-            noise = self.sample_noise(inputs, num_samples, generator)
         sig = self.signature
         total = self.samples_per_input(num_samples)
         mask = features.get_mask(sig, inputs)

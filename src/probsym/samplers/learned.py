@@ -140,16 +140,10 @@ class Learned(Sampler):
             noise["ties"] = torch.rand(rows, n, generator=generator, device=device)
         return noise
 
-    def forward(
-        self,
-        inputs: Mapping[str, Tensor],
-        num_samples: int,
-        noise: Mapping[str, Tensor] | None = None,
-        generator: torch.Generator | None = None,
+    def draw(
+        self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]
     ) -> Samples:
         """``num_samples`` elements per input, b-major."""
-        if noise is None:
-            noise = self.sample_noise(inputs, num_samples, generator)
         sig, s = self.signature, num_samples
         mask = features.get_mask(sig, inputs)
         mask_f = None if mask is None else fold_samples(mask, s)

@@ -60,16 +60,10 @@ class Uniform(Sampler):
             noise["frame"] = torch.randn(b * num_samples, d, d, generator=generator, device=device)
         return noise
 
-    def forward(
-        self,
-        inputs: Mapping[str, Tensor],
-        num_samples: int,
-        noise: Mapping[str, Tensor] | None = None,
-        generator: torch.Generator | None = None,
+    def draw(
+        self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]
     ) -> Samples:
         """``num_samples`` Haar elements per input, b-major."""
-        if noise is None:
-            noise = self.sample_noise(inputs, num_samples, generator)
         mask = features.get_mask(self.signature, inputs)
         permutation = spatial = None
         if "keys" in noise:

@@ -1,0 +1,39 @@
+"""The overhead benchmark runs end to end on a tiny case and reports what the issue asks for."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    spec = importlib.util.spec_from_file_location("overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["overhead"] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["overhead"]
+
+
+@pytest.mark.parametrize("group", ["Sn*E3", "Sn"])
+def test_quick_run_prints_both_ratios_as_the_last_json_line(overhead, tmp_path, capsys, group):
+    out = tmp_path / "overhead.json"
+    argv = ["--quick", "--group", group, "--batch", "2", "--nodes", "3", "--samples", "2"]
+    result = overhead.main([*argv, "--threads", "1", "--budget", "0", "--out", str(out)])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == json.loads(out.read_text()) == result
+    for base in ("mlp", "transformer"):
+        assert result[f"overhead_ratio_{base}"] > 0 and result[f"folded_ratio_{base}"] > 0
+    assert result["num_samples"] == 2 and result["threads"] == 1
+
+
+def test_unknown_group_factor_is_a_clear_error(overhead):
+    with pytest.raises(SystemExit, match="unknown group factor 'Q3'"):
+        overhead.parse_group("Sn*Q3")

@@ -76,7 +76,7 @@ def data_dir(config: TrainConfig) -> Path:
 
     ``config.data_dir`` is used as given (never written to). Otherwise the full standard set
     (10,000 / 2,000 / 2,000, seed 43: the public files) lives in ``cache_dir("nbody")``,
-    generated on first use (about two minutes on two cores). A run with ``limit`` reads the first
+    generated on first use (under a minute on two cores). A run with ``limit`` reads the first
     ``limit`` simulations of the full set when it is cached; when it is not, only a small set of
     the needed sizes is generated, in ``<cache>/sizes-<train>-<valid>-<test>``. Its training
     simulations equal the full set's first ones, but its validation and test simulations differ

@@ -32,7 +32,9 @@ SETTINGS = {
     "default": {
         "common": dict(limit=1000, hidden=64, depth=4, heads=4, eval_every=5),
         "ps": dict(method="ps", samples=2, eval_samples=10, test_samples=50, epochs=120),
-        "canonical": dict(method="canonical", samples=1, eval_samples=1, test_samples=1, epochs=240),
+        "canonical": dict(
+            method="canonical", samples=1, eval_samples=1, test_samples=1, epochs=240
+        ),
     },
     "small": {
         "common": dict(

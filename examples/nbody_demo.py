@@ -158,9 +158,9 @@ def main(
         print(f"training {method} ...", flush=True)
         results[method] = train(method, size, runs, threads)
     config, _ = results["ps"]
-    model = restore(config.run_dir, "best").model
-    test = get("nbody").build_data(config)["test"]
-    batch = {k: v[:16] for k, v in test.items() if k != "target"}
+    run = restore(config.run_dir, "best")  # builds the splits once; reuse its test split
+    model = run.model
+    batch = {k: v[:16] for k, v in run.data["test"].items() if k != "target"}
     report = probsym.testing.equivariance_error(
         model, batch, generator=torch.Generator().manual_seed(0)
     )

@@ -7,8 +7,8 @@ vector along a learned direction when it points the right way.
 Layout: the layers hold features channels-last, ``(..., d, c)``. Linear maps then act on the last
 axis with no transposes, and reductions over space (dot products, norms) run over a short middle
 axis with the channels contiguous, which vectorizes; ``(..., c, d)`` made both several times
-slower on CPU (``benchmarks/relaxation.py`` times the encoder inside the sampler). The encoder's interface stays ``(..., c,
-d)``, the natural layout of per-node vectors.
+slower on CPU (``benchmarks/relaxation.py`` times the encoder inside the sampler). The
+encoder's interface stays ``(..., c, d)``, the natural layout of per-node vectors.
 
 Shapes: ``B`` batch · ``n`` nodes (padded) · ``c`` vector channels · ``d`` space.
 """

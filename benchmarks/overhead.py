@@ -224,18 +224,18 @@ def make_base(name: BaseName, task: Task, num_nodes: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Variant:
-    """A library configuration to time (``check_inputs`` and the frame network's precision)."""
+    """A library configuration to time (``check_inputs`` and the sampler networks' precision)."""
 
     name: str
     check_inputs: bool = True
-    frame_dtype: torch.dtype = torch.float64
+    sampler_dtype: torch.dtype = torch.float64
 
 
 VARIANTS = {
     "default": Variant("default"),
     "no-check": Variant("no-check", check_inputs=False),
-    "frame-f32": Variant("frame-f32", frame_dtype=torch.float32),
-    "no-check+frame-f32": Variant("no-check+frame-f32", False, torch.float32),
+    "sampler-f32": Variant("sampler-f32", sampler_dtype=torch.float32),
+    "no-check+sampler-f32": Variant("no-check+sampler-f32", False, torch.float32),
 }
 
 
@@ -255,10 +255,10 @@ def parse_group(spec: str) -> groups.Group:
 def make_sampler(
     method: Method, group: groups.Group, signature: probsym.Signature, variant: Variant
 ) -> samplers.Sampler:
-    """The sampler for ``method``; ``frame_dtype`` applies to the learned samplers only."""
+    """The sampler for ``method``; ``sampler_dtype`` applies to the learned samplers only."""
     kwargs = {}
-    if method in ("ps", "canonical") and group.dim is not None:
-        kwargs["frame_dtype"] = variant.frame_dtype
+    if method in ("ps", "canonical"):
+        kwargs["dtype"] = variant.sampler_dtype
     return samplers.resolve(method, group, signature, **kwargs)
 
 
@@ -572,10 +572,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     device = torch.device(args.device)
     group = parse_group(args.group)
     task = nbody_task() if group.dim is not None else graph_task()
-    learned_spatial = args.method in ("ps", "canonical") and group.dim is not None
+    learned = args.method in ("ps", "canonical")
     names = args.variants or (["default"] if args.quick else list(VARIANTS))
-    if not learned_spatial:  # frame_dtype only exists for learned samplers with a rotation
-        names = [n for n in names if "frame" not in n] or ["default"]
+    if not learned:  # sampler_dtype only exists for learned samplers
+        names = [n for n in names if "sampler-f32" not in n] or ["default"]
     variants = [VARIANTS[n] for n in names]
     print(
         f"probsym overhead | {group!r} method={args.method} N={args.samples} b={args.batch} "

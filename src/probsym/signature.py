@@ -134,12 +134,29 @@ class Signature:
                         f"vectors (last axis), but {dim_source} is {dim}-D; shape "
                         f"{tuple(x.shape)}"
                     )
-            if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                raise NonFiniteError(f"input {name!r} contains NaN or inf")
         if batch_size is None:
             raise InputError("the batch holds no declared input tensor")
         self._check_mask(mask, batch_size, num_nodes)
+        if finite:
+            self._check_finite(tensors, mask)
         return BatchInfo(batch_size, num_nodes, dim)
+
+    def _check_finite(self, tensors: Mapping[str, Tensor], mask: Tensor | None) -> None:
+        """NaN or inf on a real entry raises; padded entries may hold anything."""
+        for name, x in tensors.items():
+            if not x.is_floating_point():
+                continue
+            finite = torch.isfinite(x)
+            node_axes = self.inputs[name].node_axes
+            if mask is not None and node_axes:
+                padded = ~mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
+                if node_axes == 2:
+                    padded = padded | ~mask.reshape(
+                        mask.shape[0], 1, mask.shape[1], *([1] * (x.ndim - 3))
+                    )
+                finite = finite | padded
+            if not bool(finite.all()):
+                raise NonFiniteError(f"input {name!r} contains NaN or inf on a real node")
 
     def _check_mask(self, mask: Tensor | None, batch_size: int, num_nodes: int | None) -> None:
         if mask is None:

@@ -4,6 +4,11 @@ All N samples of a batch go through the base model ``f`` in one batched call: in
 b-major to ``(b*N, ...)``, transformed by ``g⁻¹`` (gathers for permutations, one bmm for rotations),
 fed to ``f``, mapped back by ``g`` and averaged. The base model is untouched and is called with the
 declared inputs as keyword tensors (plus the folded mask when the batch carries one).
+
+Padding carries no meaning: padded entries of the inputs are set to zero before the sampler or
+the base reads them, padded entries of node outputs are zero, and with an S_n factor the base
+sees its real nodes first (a prefix mask), wherever they sit in the input. So the output does
+not depend on the padded layout, and NaN or garbage in padded slots never reaches a real value.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from probsym.fields import Field
 from probsym.folding import fold_samples, unfold_samples
+from probsym.groups.permutation import zero_padded
 from probsym.samplers import Sampler, Samples
 from probsym.signature import Signature
 
@@ -101,9 +108,12 @@ class Symmetrize(nn.Module):
             batch = info.batch_size
         else:
             batch = next(iter(inputs.values())).shape[0]
+        tensors, mask = sig.split(inputs)
+        if mask is not None:  # padding carries no meaning: nothing read from it may reach outputs
+            tensors = {k: zero_padding(x, mask, sig.inputs[k]) for k, x in tensors.items()}
+            inputs = {**tensors, sig.mask: mask}
         samples = self.sampler(inputs, num_samples, noise=noise, generator=generator)
         s = self.sampler.samples_per_input(num_samples)
-        tensors, mask = sig.split(inputs)
         mask_f = None if mask is None else fold_samples(mask, s)
         g = samples.elements
         g_inverse = g.inverse()
@@ -111,24 +121,38 @@ class Symmetrize(nn.Module):
             name: g_inverse.act(fold_samples(x, s), sig.inputs[name], mask_f)
             for name, x in tensors.items()
         }
-        if mask_f is not None:
-            base_inputs[sig.mask] = mask_f
+        mask_base = None
+        if mask_f is not None:  # with S_n, the base sees its real nodes first (a prefix mask)
+            mask_base = g_inverse.act(mask_f, _NODE) if self.group.acts_on_nodes else mask_f
+            base_inputs[sig.mask] = mask_base
         y = self.base(**base_inputs)
         if self.check_inputs:
             sig.check_outputs(y, batch * s)
         fields = sig.output_fields
+        outputs = {"": y} if isinstance(y, Tensor) else dict(y)
+        per_sample = {}
+        for k, v in outputs.items():
+            v = g.act(v, fields[k], mask_base)
+            if mask_f is not None:
+                v = zero_padding(v, mask_f, fields[k])
+            per_sample[k] = unfold_samples(v, s)
+        value = {k: v.mean(dim=1) for k, v in per_sample.items()}
         if isinstance(y, Tensor):
-            per_sample = unfold_samples(g.act(y, fields[""], mask_f), s)
-            value = per_sample.mean(dim=1)
-        else:
-            per_sample = {k: unfold_samples(g.act(v, fields[k], mask_f), s) for k, v in y.items()}
-            value = {k: v.mean(dim=1) for k, v in per_sample.items()}
+            per_sample, value = per_sample[""], value[""]
         if keep_samples:
             return Symmetrized(value, samples.regularization, samples, per_sample)
         return Symmetrized(value, samples.regularization)
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
+
+
+_NODE = Field(1, "scalar")
+
+
+def zero_padding(x: Tensor, mask: Tensor, field: Field) -> Tensor:
+    """``x`` with its padded node entries set to zero (by selection: ``0 * nan`` is nan)."""
+    return zero_padded(x, mask, field.node_axes)
 
 
 def _check_count(name: str, value: int) -> None:

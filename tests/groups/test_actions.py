@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from probsym import fields, groups
 from probsym.fields import Field
 from probsym.groups import Orthogonal, Permutation, Rigid
+from probsym.groups.permutation import zero_padded
 from probsym.testing.strategies import (
     PaddedGraphs,
     all_groups,
@@ -197,6 +198,28 @@ def test_straight_through_term_is_zero_with_the_gradient_of_the_matrix_action(fi
     assert torch.equal(y, g.act(x, fld, mask))
     (y * w).sum().backward()
     p = hard.clone().requires_grad_(True)
-    dense = p @ x if fld.node_axes == 1 else torch.einsum("bij,bjkc,blk->bilc", p, x, p)
+    real = zero_padded(x, mask, fld.node_axes)  # the term reads real entries only
+    dense = p @ real if fld.node_axes == 1 else torch.einsum("bij,bjkc,blk->bilc", p, real, p)
     (dense * w).sum().backward()
     torch.testing.assert_close(relaxed.grad, p.grad, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("field_name", ["node", "pair"])
+def test_straight_through_term_never_reads_padded_entries(field_name):
+    """NaN / inf in padded slots (a base model's garbage) reach neither values nor gradients."""
+    fld = FIELDS[field_name]
+    mask = torch.tensor([[True] * 4, [True, False, True, False]])
+    g = sample_element(groups.Sn(), 2, seed=3, mask=mask)
+    x = torch.randn((2, 4) + (4,) * (fld.node_axes - 1) + (2,), dtype=torch.float64)
+    garbage = x.clone()
+    padded = ~mask
+    garbage[padded] = float("nan")
+    if fld.node_axes == 2:
+        garbage[:, :, 1][padded[:, 1]] = float("inf")
+    relaxed = (g.matrix(torch.float64) * 0.9 + 0.025).requires_grad_(True)
+    y = Permutation(g.index, relaxed).act(garbage, fld, mask)
+    real = zero_padded(torch.ones_like(x), mask, fld.node_axes).bool()
+    moved = g.act(real.double(), fld).bool()
+    assert bool(torch.isfinite(y[moved]).all())
+    y[moved].sum().backward()
+    assert bool(torch.isfinite(relaxed.grad).all())

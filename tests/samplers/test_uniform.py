@@ -40,9 +40,9 @@ def test_uniform_permutations_are_uniform_over_real_nodes():
     out = samplers.Uniform(groups.Sn(), sig)(
         batch, 2400, generator=torch.Generator().manual_seed(5)
     )
-    index = out.elements.index
-    assert bool((index[:, [0, 3]] == torch.tensor([0, 3])).all()), "padded slots are fixed"
-    codes = (index[:, [1, 2, 4]] * torch.tensor([25, 5, 1])).sum(1)
+    index = out.elements.index  # slot r of g⁻¹·x holds node index[r]: real nodes first
+    assert bool((index[:, 3:] == torch.tensor([0, 3])).all()), "padded nodes last, in order"
+    codes = (index[:, :3] * torch.tensor([25, 5, 1])).sum(1)
     counts = torch.bincount(codes, minlength=125).double()
     counts = counts[counts > 0]
     assert counts.numel() == 6 and counts.sum() == 2400

@@ -127,14 +127,19 @@ def test_elements_of_the_wrong_group_are_rejected():
         equivariance_error(model, batch, wrong)
 
 
-def test_random_element_keeps_padding_and_transform_inputs_keeps_the_mask():
+def test_random_element_moves_padding_and_transform_inputs_moves_the_mask():
     group = groups.Sn() * groups.SE(3)
     batch = make_batch(group)
     sig = signature(group)
     g = random_element(group, batch, sig, generator=GENERATOR())
-    index = g.parts[0].index
     mask = batch["mask"]
-    assert torch.equal(index[~mask], torch.arange(5).expand_as(index)[~mask])
     moved = transform_inputs(g, batch, sig)
-    assert moved["mask"] is mask and set(moved) == set(batch)
-    assert torch.equal(moved["pos"][~mask], batch["pos"][~mask])
+    assert set(moved) == set(batch)
+    assert torch.equal(moved["mask"], g.parts[0].act(mask, fields.node))
+    assert not torch.equal(moved["mask"], mask), "some padding moves (seeded)"
+    kept = random_element(group, batch, sig, generator=GENERATOR(), move_padding=False)
+    index = kept.parts[0].index
+    assert torch.equal(index[~mask], torch.arange(5).expand_as(index)[~mask])
+    fixed = transform_inputs(kept, batch, sig)
+    assert torch.equal(fixed["mask"], mask)
+    assert torch.equal(fixed["pos"][~mask], batch["pos"][~mask])

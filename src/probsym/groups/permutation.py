@@ -59,10 +59,12 @@ def slots_to_index(order: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def order_by_keys(keys: Tensor, mask: Tensor | None, descending: bool = True) -> Tensor:
-    """Index vector that places real nodes by sorted ``keys`` and keeps padded nodes in place.
+    """Index vector that puts the real nodes first, sorted by ``keys``, and padded nodes last.
 
-    The resulting element ``g`` satisfies ``g⁻¹·x = x[g.index]``: real slots hold the real nodes in
-    key order. Ties are broken by node index (stable sort), so callers add tie-break noise.
+    The resulting element ``g`` satisfies ``g⁻¹·x = x[g.index]``: slot ``r < n_i`` of ``g⁻¹·x``
+    holds the real node of rank ``r``, whatever slots the real nodes occupy in ``x``, so a base
+    model always sees its real nodes first (``g⁻¹·mask`` is a prefix mask). Padded nodes follow in
+    their input order. Ties are broken by node index (stable sort), so callers add tie-break noise.
 
     Shapes:
         keys: ``(B, n)``; mask: ``(B, n)`` bool or None; returns ``(B, n)`` long.
@@ -70,8 +72,7 @@ def order_by_keys(keys: Tensor, mask: Tensor | None, descending: bool = True) ->
     if mask is not None:
         fill = float("-inf") if descending else float("inf")
         keys = keys.masked_fill(~mask, fill)
-    order = torch.argsort(keys, dim=1, descending=descending, stable=True)
-    return slots_to_index(order, mask)
+    return torch.argsort(keys, dim=1, descending=descending, stable=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,13 +98,25 @@ class Permutation(GroupElement):
         return Permutation(invert_index(self.index), relaxed)
 
     def act(self, x: Tensor, field: Field, mask: Tensor | None = None) -> Tensor:
-        """``g·x = x[g⁻¹.index]`` on every node axis of ``field``; padded slots are fixed points."""
+        """``g·x = x[g⁻¹.index]`` on every node axis of ``field``.
+
+        ``mask`` is the node mask of ``x``'s layout. It only matters for the straight-through term,
+        which reads ``x`` on real nodes only: whatever padded slots hold (NaN, inf, garbage), no
+        arithmetic reaches a real entry. Integer and bool tensors carry no gradient and get no
+        straight-through term.
+        """
         if field.node_axes == 0:
             return x
         inverse_index = invert_index(self.index)
         y = gather_nodes(x, inverse_index, field.node_axes)
-        if self.relaxed is not None and self.relaxed.requires_grad and torch.is_grad_enabled():
-            y = y + _straight_through_term(self.relaxed, x, y, inverse_index, field.node_axes)
+        if (
+            self.relaxed is not None
+            and self.relaxed.requires_grad
+            and torch.is_grad_enabled()
+            and x.is_floating_point()
+        ):
+            x_real = x.detach() if mask is None else zero_padded(x.detach(), mask, field.node_axes)
+            y = y + _straight_through_term(self.relaxed, x_real, y, inverse_index, field.node_axes)
         return y
 
     def matrix(self, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -115,6 +128,19 @@ class Permutation(GroupElement):
             (_batch_index(self.index).expand(batch, n), self.index, columns),
             torch.ones((), dtype=dtype, device=self.index.device),
         )
+
+
+def zero_padded(x: Tensor, mask: Tensor, node_axes: int) -> Tensor:
+    """``x`` with every entry on a padded node (of any node axis) set to zero, by selection.
+
+    Selection (``torch.where``), not multiplication: ``0 * nan`` is ``nan``.
+    """
+    if node_axes == 0:
+        return x
+    real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
+    if node_axes == 2:
+        real = real & mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (x.ndim - 3)))
+    return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _straight_through_term(
@@ -159,7 +185,10 @@ class Sn(Group):
     def sample(
         self, batch_size, n=None, mask=None, generator=None, device=None, dtype=torch.float32
     ) -> Permutation:
-        """Uniform permutations of each graph's real nodes (argsort of i.i.d. uniform keys)."""
+        """Uniform permutations of each graph's real nodes (argsort of i.i.d. uniform keys).
+
+        With a mask, padded slots are fixed points; without one, all ``n`` slots are permuted.
+        """
         if n is None:
             if mask is None:
                 raise ValueError("Sn.sample needs n or mask")
@@ -167,7 +196,7 @@ class Sn(Group):
         if mask is not None:
             device = mask.device
         keys = torch.rand(batch_size, n, generator=generator, device=device)
-        return Permutation(order_by_keys(keys, mask))
+        return Permutation(slots_to_index(order_by_keys(keys, mask), mask))
 
     def check_element(self, g: GroupElement) -> None:
         """Raise ``TypeError`` unless ``g`` is a :class:`Permutation`."""

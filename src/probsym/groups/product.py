@@ -14,6 +14,7 @@ from torch import Tensor
 
 from probsym.fields import Field
 from probsym.groups.base import Group, GroupElement
+from probsym.groups.permutation import Permutation
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +32,14 @@ class ProductElement(GroupElement):
         return ProductElement(tuple(part.inverse() for part in self.parts))
 
     def act(self, x: Tensor, field: Field, mask: Tensor | None = None) -> Tensor:
-        """Each factor acts on its own axes."""
-        for part in self.parts:
+        """Each factor acts on its own axes; the node permutation last.
+
+        ``mask`` describes ``x``'s layout. The factors commute, so acting with the spatial parts
+        first, while the nodes are still where ``mask`` says, gives the same result and lets
+        them read the mask.
+        """
+        ordered = sorted(self.parts, key=lambda part: isinstance(part, Permutation))
+        for part in ordered:
             x = part.act(x, field, mask)
         return x
 

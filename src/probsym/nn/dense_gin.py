@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 class MaskedBatchNorm(nn.Module):
     """BatchNorm over the real nodes of a padded batch; padded rows stay zero.
 
-    Statistics are a sum over the set of real nodes, so they do not depend on node order.
+    Statistics are a sum over the set of real nodes, so they do not depend on node order. A
+    training batch with a single real node has no batch variance: it is normalised with the
+    running statistics instead (as in eval mode), which are left unchanged.
     """
 
     def __init__(self, channels: int) -> None:
@@ -22,10 +25,18 @@ class MaskedBatchNorm(nn.Module):
     def forward(self, h: Tensor, mask: Tensor | None) -> Tensor:
         """Normalise ``h`` ``(B, n, c)`` over the real nodes of the whole batch."""
         if mask is None:
-            return self.norm(h.reshape(-1, h.shape[-1])).reshape(h.shape)
+            return self._normalize(h.reshape(-1, h.shape[-1])).reshape(h.shape)
         out = torch.zeros_like(h)
-        out[mask] = self.norm(h[mask])
+        out[mask] = self._normalize(h[mask])
         return out
+
+    def _normalize(self, rows: Tensor) -> Tensor:
+        if not (self.training and rows.shape[0] < 2):
+            return self.norm(rows)
+        norm = self.norm
+        return F.batch_norm(
+            rows, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+        )
 
 
 class DenseGIN(nn.Module):

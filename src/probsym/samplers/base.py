@@ -29,11 +29,16 @@ class Samples(NamedTuple):
             samplers while training; zero elsewhere).
         relaxed: the relaxed permutation matrices ``(b*s, n, n)`` carrying straight-through
             gradients, or ``None``.
+        degenerate: ``(b*s,)`` bool, the rows whose element is not determined by the input at
+            working precision (no unique frame: coincident, collinear or symmetric clouds,
+            coplanar ones under O(d); node scores tied up to rounding), or ``None`` when every
+            row is. Equivariance there holds in distribution at best, not exactly.
     """
 
     elements: GroupElement
     regularization: Tensor
     relaxed: Tensor | None = None
+    degenerate: Tensor | None = None
 
 
 class Sampler(nn.Module):
@@ -101,6 +106,19 @@ class Sampler(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"group={self.group!r}"
+
+
+#: Frame margins (:func:`probsym.samplers.relax.frame_from_vectors`) below which a sampled
+#: rotation counts as undetermined by the input (``Samples.degenerate``), per dtype of the inputs.
+#: Below ``1e-6`` Gram–Schmidt falls back to an arbitrary direction; these floors sit above that
+#: with room for the frame network's gain (docs/design.md has the measurements). Inputs that are
+#: merely ill-conditioned at working precision are found by the checker, which perturbs them.
+FRAME_MARGIN = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-8}
+
+
+def rounding_floor(table: Mapping[torch.dtype, float], dtype: torch.dtype) -> float:
+    """The margin threshold of ``table`` for inputs of ``dtype`` (integers count as float32)."""
+    return table.get(dtype, table[torch.float32])
 
 
 def zero(reference: Tensor) -> Tensor:

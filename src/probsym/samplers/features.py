@@ -54,13 +54,19 @@ def default_adjacency_name(signature: Signature) -> str | None:
 
 
 def node_scalars(signature: Signature, inputs: Mapping[str, Tensor]) -> Tensor | None:
-    """Invariant per-node scalars (scalar node fields) as ``(b, n, c)``, or ``None``."""
+    """Invariant per-node scalars (scalar node fields) as ``(b, n, c)``, or ``None``.
+
+    Integer and bool features become float32 (other dtypes are kept); padded nodes are zero.
+    """
     parts = [
         inputs[name].reshape(*inputs[name].shape[:2], -1)
         for name, fld in signature.inputs.items()
         if fld.node_axes == 1 and fld.geometry == "scalar"
     ]
-    return torch.cat(parts, dim=-1).float() if parts else None
+    if not parts:
+        return None
+    scalars = torch.cat([p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts], dim=-1)
+    return zero_padding(scalars, get_mask(signature, inputs))
 
 
 def point_centroid(signature: Signature, inputs: Mapping[str, Tensor]) -> Tensor | None:
@@ -82,7 +88,7 @@ def node_vectors(
     """All geometric inputs as per-node vector channels ``(b, n, c, d)``, or ``None``.
 
     Points are taken relative to ``centroid`` (translation-invariant); node-free vectors and points
-    are broadcast to every node. Padded nodes are zero.
+    are broadcast to every node. Padded nodes are zero, whatever the input holds there.
     """
     mask = get_mask(signature, inputs)
     n = node_count(signature, inputs)
@@ -102,4 +108,12 @@ def node_vectors(
     if not parts:
         return None
     v = torch.cat([p.to(parts[0].dtype) for p in parts], dim=2)
-    return v if mask is None else v * mask[:, :, None, None].to(v.dtype)
+    return zero_padding(v, mask)
+
+
+def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``x`` ``(b, n, ...)`` with padded nodes set to zero by selection (``0 * nan`` is nan)."""
+    if mask is None:
+        return x
+    real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
+    return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))

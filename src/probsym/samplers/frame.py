@@ -27,7 +27,6 @@ from torch import Tensor
 from probsym import fields
 from probsym.folding import fold_samples
 from probsym.groups import Group, Permutation, join_element
-from probsym.groups.permutation import slots_to_index
 from probsym.samplers import features
 from probsym.samplers.base import Sampler, Samples, make_spatial, spatial_factor, zero
 from probsym.signature import Signature
@@ -157,20 +156,21 @@ class Frame(Sampler):
             b = features.batch_size(sig, inputs)
             n = features.node_count(sig, inputs)
             device = inputs[next(iter(sig.inputs))].device
-            parts = [torch.zeros(b, n, 1, device=device)]
+            # float64: keys of a rotated input then differ only by the input's own rounding
+            parts = [torch.zeros(b, n, 1, device=device, dtype=torch.float64)]
             adjacency = features.adjacency(sig, inputs, self.adjacency_name)
             if adjacency is not None:
-                parts.append(spectral_key(adjacency, mask).float())
+                parts.append(spectral_key(adjacency.double(), mask))
             scalars = features.node_scalars(sig, inputs)
             if scalars is not None:
-                parts.append(scalars)
+                parts.append(scalars.double())
             if self.spatial is not None:
                 centroid = features.point_centroid(sig, inputs)
                 if not self.spatial.has_translations:
                     centroid = None
                 vectors = features.node_vectors(sig, inputs, centroid)
                 if vectors is not None:
-                    parts.append(vectors.norm(dim=-1))
+                    parts.append(vectors.double().norm(dim=-1))
             keys = torch.cat(parts, dim=-1)
         scale = 10.0**self.decimals
         return torch.round(keys * scale) / scale
@@ -187,7 +187,7 @@ class Frame(Sampler):
         if "ties" in noise:
             keys = fold_samples(self.node_keys(inputs), total)
             order = lexicographic_order(keys, noise["ties"], mask_f)
-            permutation = Permutation(slots_to_index(order, mask_f))
+            permutation = Permutation(order)  # real nodes first, like order_by_keys
         if self.spatial is not None:
             spatial = self._spatial_elements(inputs, num_samples, noise)
         reference = next(iter(inputs.values()))

@@ -14,8 +14,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from probsym.groups.orthogonal import fix_determinant
-
 
 def normalize_scores(scores: Tensor, mask: Tensor | None, eps: float = 1e-6) -> Tensor:
     """Centre, then L2-normalise scores over each graph's real nodes.
@@ -44,7 +42,7 @@ def soft_permutation(
     ``iterations`` Sinkhorn steps (rows first). Rows are nodes, columns are slots, the orientation
     of :meth:`Permutation.matrix` (``H[index[r], r] = 1``): slot r holds node ``index[r]``, whose
     score is the r-th sorted score. ``index`` must be that sort, with padded nodes in the last
-    slots (as :func:`order_by_keys` gives).
+    slots (as :func:`order_by_keys` gives): real nodes fill the first slots.
 
     Sinkhorn runs on probabilities, not logits: each node's own slot has logit 0, so every real
     row and column keeps an entry of at least about 1/n and no sum vanishes, and a division costs
@@ -61,10 +59,12 @@ def soft_permutation(
     )  # (B, nodes, slots)
     pair_mask = None
     if mask is not None:
-        # Padded nodes form their own block (ones among themselves, zeros against real nodes),
-        # so that Sinkhorn balances the two blocks separately and no sum is zero.
-        pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
-        padded = ~mask.unsqueeze(2) & ~mask.unsqueeze(1)
+        # Real nodes fill the first slots (order_by_keys). Padded nodes and padded slots form
+        # their own block (ones among themselves, zeros against real ones), so that Sinkhorn
+        # balances the two blocks separately and no sum is zero.
+        slots = slot_mask(mask)
+        pair_mask = mask.unsqueeze(2) & slots.unsqueeze(1)
+        padded = ~mask.unsqueeze(2) & ~slots.unsqueeze(1)
         p = torch.where(pair_mask, p, padded.to(p.dtype))
     p = _Sinkhorn.apply(p, iterations)
     return p if pair_mask is None else p * pair_mask
@@ -100,18 +100,25 @@ class _Sinkhorn(torch.autograd.Function):
         return grad, None
 
 
+def slot_mask(mask: Tensor) -> Tensor:
+    """The real slots of the base model's layout: the first ``n_i`` of graph ``i`` (a prefix)."""
+    counts = mask.sum(dim=1, keepdim=True)
+    return torch.arange(mask.shape[1], device=mask.device).unsqueeze(0) < counts
+
+
 def permutation_entropy(soft: Tensor, mask: Tensor | None) -> Tensor:
     """Row plus column entropy of a relaxed permutation, mean over real nodes, then batch.
 
     Rows and columns are normalised separately (not Sinkhorn-exact); entries are clamped at 1e-12
-    and logs at -100 so that the penalty is finite everywhere. Zero for a hard permutation.
+    and logs at -100 so that the penalty is finite everywhere. Zero for a hard permutation. Rows
+    are nodes (real where ``mask``), columns slots (the first ``n_i`` are real).
 
     Shapes:
         soft: ``(B, n, n)``; mask: ``(B, n)``; returns a scalar.
     """
     p = soft.clamp_min(1e-12)
     if mask is not None:
-        pair_mask = mask.unsqueeze(2) & mask.unsqueeze(1)
+        pair_mask = mask.unsqueeze(2) & slot_mask(mask).unsqueeze(1)
         p = torch.where(pair_mask, p, torch.ones_like(p))
         p_rows = torch.where(pair_mask, p / (p * pair_mask).sum(2, keepdim=True), p)
         p_cols = torch.where(pair_mask, p / (p * pair_mask).sum(1, keepdim=True), p)
@@ -137,15 +144,22 @@ def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:
     Shapes:
         vectors: ``(B, d, d)`` (columns are vectors); returns ``(B, d, d)`` orthogonal.
     """
+    return _gram_schmidt(vectors, eps)[0]
+
+
+def _gram_schmidt(vectors: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Gram–Schmidt and each column's residual norm relative to ``‖vectors‖_F``, ``(B, d)``."""
     b, d, _ = vectors.shape
     # Rotation-invariant scale, so that the degeneracy threshold is relative and equivariant.
     scale = vectors.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
     columns: list[Tensor] = []
+    residuals: list[Tensor] = []
     eye = torch.eye(d, dtype=vectors.dtype, device=vectors.device).expand(b, d, d)
     for k in range(d):
         v = vectors[:, :, k] / scale[:, 0]
         u = _orthogonalize(v, columns)
         norm = u.norm(dim=1, keepdim=True)
+        residuals.append(norm[:, 0])
         fallback = _orthogonalize_all(eye, columns)  # (b, d, d) candidates as columns
         best = fallback.norm(dim=1).argmax(dim=1)
         f = fallback[torch.arange(b, device=vectors.device), :, best]
@@ -157,7 +171,7 @@ def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:
         u = _orthogonalize(u, columns)
         norm = u.norm(dim=1, keepdim=True)
         columns.append(u / norm.clamp_min(1e-12))
-    return torch.stack(columns, dim=2)
+    return torch.stack(columns, dim=2), torch.stack(residuals, dim=1)
 
 
 def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
@@ -174,7 +188,32 @@ def _orthogonalize_all(candidates: Tensor, columns: list[Tensor]) -> Tensor:
     return candidates
 
 
+def frame_from_vectors(vectors: Tensor, proper: bool) -> tuple[Tensor, Tensor]:
+    """An orthogonal matrix from d equivariant column vectors, and how well it is determined.
+
+    Gram–Schmidt in column order. For SO(d) the last column is then flipped where ``det = -1``:
+    once d-1 columns are fixed, the last is the unique unit vector completing a right-handed
+    basis, so SO(d) frames need only d-1 independent vectors (a coplanar cloud in 3-D has a
+    unique frame in SO(3), none in O(3)).
+
+    Returns:
+        ``(R, margin)``: ``R`` ``(B, d, d)`` orthogonal (det +1 when ``proper``), and ``margin``
+        ``(B,)``, the smallest relative residual of the columns that determine ``R`` (d for O(d),
+        d-1 for SO(d); ``inf`` when none do). The rotation's error is about the vectors' rounding
+        error divided by the margin; below ``1e-6`` a column came from the fallback.
+    """
+    q, residuals = _gram_schmidt(vectors, 1e-6)
+    d = vectors.shape[-1]
+    if proper:
+        det = torch.linalg.det(q)
+        sign = torch.where(det < 0, -torch.ones_like(det), torch.ones_like(det))
+        q = torch.cat([q[:, :, :-1], q[:, :, -1:] * sign.view(-1, 1, 1)], dim=2)
+        residuals = residuals[:, : d - 1]
+    if residuals.shape[1] == 0:
+        return q, torch.full(q.shape[:1], float("inf"), dtype=q.dtype, device=q.device)
+    return q, residuals.min(dim=1).values
+
+
 def orthogonal_from_vectors(vectors: Tensor, proper: bool) -> Tensor:
-    """Gram–Schmidt, then the determinant fix for SO(d) (multiply column 0 by ``det``)."""
-    q = gram_schmidt(vectors)
-    return fix_determinant(q) if proper else q
+    """:func:`frame_from_vectors` without the margin."""
+    return frame_from_vectors(vectors, proper)[0]

@@ -48,16 +48,23 @@ class Uniform(Sampler):
             self.noise_fields["frame"] = fields.vector
 
     def sample_noise(self, inputs, num_samples, generator=None) -> dict[str, Tensor]:
-        """Uniform node keys ``(b*s, n)`` and Gaussian frame vectors ``(b*s, d, d)``."""
+        """Uniform node keys ``(b*s, n)`` and Gaussian frame vectors ``(b*s, d, d)``.
+
+        The frame noise is drawn in the geometric inputs' dtype, so that float64 inputs get
+        rotations orthogonal to float64 precision.
+        """
         b = features.batch_size(self.signature, inputs)
         device = inputs[next(iter(self.signature.inputs))].device
+        dtype = _geometric_dtype(self.signature, inputs)
         noise = {}
         if "keys" in self.noise_fields:
             n = features.node_count(self.signature, inputs)
             noise["keys"] = torch.rand(b * num_samples, n, generator=generator, device=device)
         if "frame" in self.noise_fields:
             d = self.spatial.dim
-            noise["frame"] = torch.randn(b * num_samples, d, d, generator=generator, device=device)
+            noise["frame"] = torch.randn(
+                b * num_samples, d, d, generator=generator, device=device, dtype=dtype
+            )
         return noise
 
     def draw(
@@ -70,9 +77,18 @@ class Uniform(Sampler):
             folded_mask = None if mask is None else fold_samples(mask, num_samples)
             permutation = Permutation(order_by_keys(noise["keys"], folded_mask))
         if self.spatial is not None:
-            rotation = orthogonal_from_vectors(noise["frame"].transpose(1, 2), self.spatial.proper)
+            frame = noise["frame"].to(_geometric_dtype(self.signature, inputs))
+            rotation = orthogonal_from_vectors(frame.transpose(1, 2), self.spatial.proper)
             centroid = features.point_centroid(self.signature, inputs)
             translation = None if centroid is None else fold_samples(centroid, num_samples)
             spatial = make_spatial(self.spatial, rotation, translation)
         reference = next(iter(noise.values()))
         return Samples(join_element(self.group, permutation, spatial), zero(reference))
+
+
+def _geometric_dtype(signature: Signature, inputs: Mapping[str, Tensor]) -> torch.dtype:
+    """The floating dtype of the first vector or point input (float32 when there is none)."""
+    for name, fld in signature.inputs.items():
+        if fld.geometry != "scalar" and inputs[name].is_floating_point():
+            return inputs[name].dtype
+    return torch.float32

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from probsym.fields import Field
 from probsym.groups import Group, GroupElement, Permutation, split_element
+from probsym.samplers.relax import slot_mask
 from probsym.signature import Signature
 from probsym.symmetrize import Symmetrize
 
@@ -34,11 +35,19 @@ class OutputError:
 
 @dataclass(frozen=True)
 class EquivarianceReport:
-    """Per-output errors of one equivariance check; ``str()`` is a table."""
+    """Per-output errors of one equivariance check; ``str()`` is a table.
+
+    ``degenerate`` lists the batch items for which the sampler reported that its element is not
+    determined by the input at working precision (``Samples.degenerate``: no unique frame, or
+    node scores tied up to rounding). No exact equivariance is claimed there, so their errors are
+    left out of ``outputs`` and ``passed`` judges the other items; the report says so.
+    """
 
     outputs: list[OutputError]
     group: str
     notes: list[str] = field(default_factory=list)
+    degenerate: tuple[int, ...] = ()
+    batch_size: int | None = None
 
     @property
     def max_abs(self) -> float:
@@ -61,14 +70,28 @@ class EquivarianceReport:
         width = max(len(e.name) for e in self.outputs)
         lines = [f"equivariance under {self.group}", f"{'output':<{width}}  max abs    max rel"]
         lines += [f"{e.name:<{width}}  {e.max_abs:.2e}   {e.max_rel:.2e}" for e in self.outputs]
+        if self.degenerate:
+            shown = ", ".join(str(i) for i in self.degenerate[:20])
+            more = " ..." if len(self.degenerate) > 20 else ""
+            lines.append(
+                f"degenerate inputs (no unique element, excluded): {len(self.degenerate)} of "
+                f"{self.batch_size}: items {shown}{more}"
+            )
         return "\n".join(lines + self.notes)
 
 
-def _errors(name: str, actual: Tensor, expected: Tensor, weight: Tensor | None) -> OutputError:
+def _errors(
+    name: str, actual: Tensor, expected: Tensor, weight: Tensor | None, keep: Tensor | None = None
+) -> OutputError:
+    """Max errors over the entries where ``weight`` is 1 and the rows ``keep`` selects."""
     diff = (actual.double() - expected.double()).abs()
     ref = expected.double().abs()
-    if weight is not None:
-        diff, ref = diff * weight, ref * weight
+    if weight is not None:  # select, not multiply: padded entries may hold nan or inf
+        weight = weight.expand_as(diff) > 0
+        zero = torch.zeros((), dtype=diff.dtype, device=diff.device)
+        diff, ref = torch.where(weight, diff, zero), torch.where(weight, ref, zero)
+    if keep is not None:
+        diff, ref = diff[keep], ref[keep]
     max_abs = float(diff.max()) if diff.numel() else 0.0
     scale = float(ref.max()) if ref.numel() else 0.0
     return OutputError(name, max_abs, max_abs / scale if scale > 0 else max_abs)
@@ -107,26 +130,39 @@ def random_element(
     inputs: Mapping[str, Tensor],
     signature: Signature,
     generator: torch.Generator | None = None,
+    move_padding: bool = True,
 ) -> GroupElement:
-    """A random element per batch item that keeps every graph's padding in place."""
+    """A random element per batch item.
+
+    Permutations are uniform over all ``n`` slots, so they move padding too (the mask moves with
+    the input in :func:`transform_inputs`): a symmetrized model must not depend on where the real
+    nodes sit. ``move_padding=False`` keeps every graph's padded slots fixed.
+    """
     tensors, mask = signature.split(inputs)
     first = next(iter(tensors.values()))
     n = next((x.shape[1] for k, x in tensors.items() if signature.inputs[k].node_axes), None)
     geometric = [x for k, x in tensors.items() if signature.inputs[k].geometry != "scalar"]
     dtype = geometric[0].dtype if geometric else torch.float32
+    if not dtype.is_floating_point:
+        dtype = torch.float32
     return group.sample(
-        first.shape[0], n=n, mask=mask, generator=generator, device=first.device, dtype=dtype
+        first.shape[0],
+        n=n,
+        mask=None if move_padding else mask,
+        generator=generator,
+        device=first.device,
+        dtype=dtype,
     )
 
 
 def transform_inputs(
     g: GroupElement, inputs: Mapping[str, Tensor], signature: Signature
 ) -> dict[str, Tensor]:
-    """``g·x`` for every declared input; the mask is carried over unchanged."""
+    """``g·x`` for every declared input, and the mask moved with the nodes."""
     tensors, mask = signature.split(inputs)
     out = {k: g.act(x, signature.inputs[k], mask) for k, x in tensors.items()}
     if mask is not None:
-        out[signature.mask] = mask
+        out[signature.mask] = g.act(mask, Field(1, "scalar"))
     return out
 
 
@@ -161,8 +197,11 @@ def equivariance_error(
     group.check_element(g)
     transformed = transform_inputs(g, inputs, signature)
     _, mask = signature.split(inputs)
+    mask_g = transformed.get(signature.mask) if mask is not None else None
     notes: list[str] = []
     rows: list[OutputError] = []
+    batch = next(iter(signature.split(inputs)[0].values())).shape[0]
+    keep = torch.ones(batch, dtype=torch.bool)
     with _eval_mode(model), torch.no_grad():
         if symmetrized:
             s = num_samples or model.eval_num_samples
@@ -170,8 +209,24 @@ def equivariance_error(
             noise_g = model.sampler.transform_noise(g, noise, mask)
             out = model(**inputs, noise=noise, keep_samples=True, num_samples=s)
             out_g = model(**transformed, noise=noise_g, keep_samples=True, num_samples=s)
+            for samples in (out.samples, out_g.samples):
+                if samples.degenerate is not None:
+                    flags = samples.degenerate.reshape(batch, -1).any(dim=1).cpu()
+                    keep &= ~flags
+            structural = int((~keep).sum())
+            if group.dim is not None:
+                keep &= ~rounding_sensitive(model, inputs, s, noise, out.samples, generator)
+                sensitive = batch - structural - int(keep.sum())
+                if sensitive:
+                    notes.append(
+                        f"{structural} degenerate as flagged by the sampler, {sensitive} whose "
+                        f"element moves under rounding-level perturbations of the input"
+                    )
+            keep_device = keep.to(out.samples.regularization.device)
             if model.sampler.elements_transform_exactly:
-                rows += _element_errors(group, g, out.samples.elements, out_g.samples.elements)
+                rows += _element_errors(
+                    group, g, out.samples.elements, out_g.samples.elements, keep_device, mask
+                )
             else:
                 notes.append(
                     "elements not compared one by one: the sampler returns a whole "
@@ -180,33 +235,102 @@ def equivariance_error(
             y, y_g = out.value, out_g.value
         else:
             y, y_g = model(**inputs), model(**transformed)
+            keep_device = None
     fields = signature.output_fields
     g64 = g.map(lambda t: t.double() if t.is_floating_point() else t)
     for name, value in _as_dict(y).items():
         fld = fields[name]
         expected = g64.act(value.double(), fld, mask)
         actual = _as_dict(y_g)[name]
-        rows.append(_errors(name or "output", actual, expected, _node_weight(fld, mask, actual)))
-    return EquivarianceReport(rows, repr(group), notes)
+        weight = _node_weight(fld, mask_g, actual)
+        rows.append(_errors(name or "output", actual, expected, weight, keep_device))
+    degenerate = tuple(int(i) for i in (~keep).nonzero().flatten())
+    return EquivarianceReport(rows, repr(group), notes, degenerate, batch)
+
+
+def rounding_sensitive(
+    model: Symmetrize,
+    inputs: Mapping[str, Tensor],
+    num_samples: int,
+    noise: Mapping[str, Tensor],
+    samples,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Items whose sampled elements change when the input moves by its own rounding error.
+
+    A rotated input ``g·x`` is exact only to about ``eps·|x|`` (float32: 1e-7). Where the
+    sampler's element is that sensitive (near-symmetric clouds, near-tied node scores), no exact
+    comparison can hold at working precision. Each vector or point entry is perturbed by
+    ``2·eps`` times its row norm, with the same noise; an item is flagged when a permutation part
+    changes or a rotation/translation entry moves by more than ``1e-5`` (float32) / ``1e-10``
+    (float64), relative to the element's scale.
+
+    Shapes:
+        returns ``(b,)`` bool (on the CPU).
+    """
+    signature = model.signature
+    tensors, mask = signature.split(inputs)
+    perturbed = dict(inputs)
+    dtypes = []
+    for name, x in tensors.items():
+        if signature.inputs[name].geometry == "scalar" or not x.is_floating_point():
+            continue
+        dtypes.append(x.dtype)
+        eps = torch.finfo(x.dtype).eps
+        size = x.norm(dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
+        step = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        perturbed[name] = x + 2 * eps * size * step
+    batch = next(iter(tensors.values())).shape[0]
+    if not dtypes:
+        return torch.zeros(batch, dtype=torch.bool)
+    tolerance = 1e-10 if all(t == torch.float64 for t in dtypes) else 1e-5
+    moved = model(**perturbed, noise=noise, keep_samples=True, num_samples=num_samples).samples
+    flags = torch.zeros(batch, dtype=torch.bool)
+    parts_a = split_element(model.group, samples.elements)
+    parts_b = split_element(model.group, moved.elements)
+    if isinstance(parts_a["permutation"], Permutation):
+        changed = (parts_a["permutation"].index != parts_b["permutation"].index).any(dim=1)
+        # (same input layout on both sides: padded slots come out in the same order too)
+        flags |= changed.reshape(batch, -1).any(dim=1).cpu()
+    if parts_a["spatial"] is not None:
+        for a, b in zip(parts_a["spatial"].tensors(), parts_b["spatial"].tensors(), strict=True):
+            a, b = a.double(), b.double()
+            scale = a.flatten(1).abs().max(dim=1).values.clamp_min(1.0)
+            change = (a - b).flatten(1).abs().max(dim=1).values / scale
+            flags |= (change > tolerance).reshape(batch, -1).any(dim=1).cpu()
+    return flags
 
 
 def _element_errors(
-    group: Group, g: GroupElement, h: GroupElement, h_g: GroupElement
+    group: Group,
+    g: GroupElement,
+    h: GroupElement,
+    h_g: GroupElement,
+    keep: Tensor,
+    mask: Tensor | None,
 ) -> list[OutputError]:
-    """``h(g·x, g·ε)`` against ``g @ h(x, ε)``: permutations exactly, rotations in float64."""
+    """``h(g·x, g·ε)`` against ``g @ h(x, ε)``: permutations exactly, rotations in float64.
+
+    Permutations are compared on the slots that hold real nodes (the first ``n_i``): the order
+    of padded nodes behind them moves no data.
+    """
     s = h.batch_size // g.batch_size
     expected = split_element(group, g.repeat_interleave(s).map(_to_double) @ h.map(_to_double))
     actual = split_element(group, h_g.map(_to_double))
+    keep_rows = keep.repeat_interleave(s)
     rows = []
     if isinstance(expected["permutation"], Permutation):
-        mismatch = (expected["permutation"].index != actual["permutation"].index).any(dim=1)
-        fraction = float(mismatch.double().mean())
+        differ = expected["permutation"].index != actual["permutation"].index
+        if mask is not None:
+            differ = differ & slot_mask(mask.repeat_interleave(s, dim=0).to(differ.device))
+        mismatch = differ.any(dim=1)[keep_rows]
+        fraction = float(mismatch.double().mean()) if mismatch.numel() else 0.0
         rows.append(OutputError("elements: permutation (fraction differing)", fraction, fraction))
     if expected["spatial"] is not None:
         for t_exp, t_act in zip(
             expected["spatial"].tensors(), actual["spatial"].tensors(), strict=True
         ):
-            rows.append(_errors("elements: rotation/translation", t_act, t_exp, None))
+            rows.append(_errors("elements: rotation/translation", t_act, t_exp, None, keep_rows))
     return rows
 
 
@@ -259,6 +383,7 @@ def statistical_equivariance_test(
         g = random_element(group, inputs, signature, generator)
     transformed = transform_inputs(g, inputs, signature)
     _, mask = signature.split(inputs)
+    mask_g = None if mask is None else transformed[signature.mask]  # the layout of φ(g·x)
     with _eval_mode(model), torch.no_grad():
         a = model(**inputs, keep_samples=True, num_samples=num_draws, generator=generator)
         b = model(**transformed, keep_samples=True, num_samples=num_draws, generator=generator)
@@ -273,7 +398,7 @@ def statistical_equivariance_test(
         batch, m = draws_b.shape[:2]
         folded = draws_b.transpose(0, 1).reshape(batch * m, *draws_b.shape[2:])
         g_rep = g_inverse.map(lambda t, m=m: t.repeat(m, *([1] * (t.ndim - 1))))
-        mask_rep = None if mask is None else mask.repeat(m, 1)
+        mask_rep = None if mask_g is None else mask_g.repeat(m, 1)
         pulled = g_rep.act(folded, fld, mask_rep).reshape(m, batch, *draws_b.shape[2:])
         pulled = pulled.transpose(0, 1)
         weight = _node_weight(fld, mask, draws_a[:, 0])

@@ -104,6 +104,31 @@ def test_zero_nodes():
         sig.check({"x": torch.zeros(2, 0, 3), "mask": torch.zeros(2, 0, dtype=torch.bool)})
 
 
+@pytest.mark.parametrize("method", ["ga", "fa", "ps"])
+@pytest.mark.parametrize("name, dtype", [("pos", torch.long), ("vel", torch.bool)])
+def test_geometric_inputs_must_be_floating_point(batch, method, name, dtype):
+    model, _ = make_model(Case(G, method), "equivariant", "mlp")
+    batch[name] = batch[name].to(dtype)
+    match = rf"'{name}' declared node_\w+ is rotated, so it must be a floating-point tensor"
+    with pytest.raises(InputError, match=match):
+        model(**batch)
+
+
+def test_integer_and_bool_scalar_inputs_stay_allowed(batch):
+    sig = probsym.Signature(
+        {"pos": fields.node_point, "z": fields.node, "adj": fields.pair}, fields.scalar
+    )
+    z = torch.randint(0, 5, batch["charge"].shape)
+    adj = batch["adj"] > 0.5
+    info = sig.check({"pos": batch["pos"], "z": z, "adj": adj, "mask": batch["mask"]}, G)
+    assert info == (3, 5, 3)
+
+
+def test_empty_batch(model, batch):
+    with pytest.raises(ShapeError, match="the batch is empty: the inputs have batch size 0"):
+        model(**{k: v[:0] for k, v in batch.items()})
+
+
 def test_mask_without_node_inputs():
     sig = probsym.Signature({"v": fields.vector}, fields.vector)
     with pytest.raises(MaskError, match="no input has a node axis"):

@@ -91,8 +91,10 @@ class Signature:
 
         Raises:
             UnknownNameError: an input name that is not declared.
-            InputError: a declared input is missing or not a tensor.
-            ShapeError: a tensor has too few axes, or sizes disagree (batch, node count, d).
+            InputError: a declared input is missing or not a tensor, or a vector/point input is
+                not floating point.
+            ShapeError: a tensor has too few axes, sizes disagree (batch, node count, d), or the
+                batch is empty.
             MaskError: the mask is not ``(b, n)`` bool, or a graph has no real node.
             NonFiniteError: an input holds NaN or inf (skipped with ``finite=False``).
         """
@@ -109,6 +111,11 @@ class Signature:
                 raise ShapeError(
                     f"input {name!r} declared {fld!r} needs shape {_describe(fld)}, "
                     f"got {tuple(x.shape)}"
+                )
+            if fld.geometry != "scalar" and not x.is_floating_point():
+                raise InputError(
+                    f"input {name!r} declared {fld!r} is rotated, so it must be a floating-point "
+                    f"tensor, got {x.dtype}"
                 )
             if batch_size is None:
                 batch_size = x.shape[0]
@@ -138,6 +145,11 @@ class Signature:
                 raise NonFiniteError(f"input {name!r} contains NaN or inf")
         if batch_size is None:
             raise InputError("the batch holds no declared input tensor")
+        if batch_size == 0:
+            raise ShapeError(
+                f"the batch is empty: the inputs have batch size 0, expected at least 1; "
+                f"shapes {[tuple(x.shape) for x in tensors.values()]}"
+            )
         self._check_mask(mask, batch_size, num_nodes)
         return BatchInfo(batch_size, num_nodes, dim)
 

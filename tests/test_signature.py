@@ -187,6 +187,37 @@ def test_base_model_outputs_are_checked(batch):
         model(x=x)
 
 
+OUTPUTS = {"y": fields.node_vector, "c": fields.point}
+
+
+class Resize(torch.nn.Module):
+    """Returns a node output with ``extra`` nodes more (or fewer) and last axis ``dim``."""
+
+    def __init__(self, extra: int = 0, dim: int = 3):
+        super().__init__()
+        self.extra, self.dim = extra, dim
+
+    def forward(self, pos):
+        b, n = pos.shape[:2]
+        return {"y": torch.zeros(b, n + self.extra, self.dim), "c": pos.mean(1)[:, : self.dim]}
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_base_model_with_the_wrong_node_count(extra):
+    sig = probsym.Signature({"pos": fields.node_point}, OUTPUTS)
+    model = probsym.Symmetrize(Resize(extra), samplers.Uniform(groups.Sn() * groups.E(3), sig))
+    n = 4 + extra
+    with pytest.raises(ShapeError, match=rf"output 'y' .* has {n} nodes on axis 1, expected 4"):
+        model(pos=torch.randn(2, 4, 3))
+
+
+def test_base_model_with_the_wrong_vector_size():
+    sig = probsym.Signature({"pos": fields.node_point}, OUTPUTS)
+    model = probsym.Symmetrize(Resize(0, 2), samplers.Uniform(groups.E(3), sig))
+    with pytest.raises(ShapeError, match=r"'y' declared node_vector has 2-D .* expected 3-D"):
+        model(pos=torch.randn(2, 4, 3))
+
+
 @pytest.mark.parametrize("name", ["num_samples", "eval_num_samples"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_sample_counts_must_be_positive_integers(name, value):

@@ -174,8 +174,25 @@ class Signature:
                 f"(mask all False): empty graphs cannot be symmetrized"
             )
 
-    def check_outputs(self, y: Tensor | Mapping[str, Tensor], batch_size: int) -> None:
-        """Validate what the base model returned against the declared outputs."""
+    def check_outputs(
+        self,
+        y: Tensor | Mapping[str, Tensor],
+        batch_size: int,
+        num_nodes: int | None = None,
+        dim: int | None = None,
+    ) -> None:
+        """Validate what the base model returned against the declared outputs.
+
+        Args:
+            y: The base model's return value.
+            batch_size: Expected leading size (the folded ``b*s``).
+            num_nodes: Expected size of every node axis (from the inputs); ``None`` skips it.
+            dim: Expected last-axis size of vector/point outputs; ``None`` skips it.
+
+        Raises:
+            InputError: ``y`` is not a tensor, or not a dict with the declared keys.
+            ShapeError: an output has too few axes, or the wrong batch, node or geometric size.
+        """
         if isinstance(self.outputs, Field):
             if not isinstance(y, Tensor):
                 raise InputError(
@@ -193,8 +210,23 @@ class Signature:
         for name, out in items.items():
             fld = self.output_fields[name]
             label = f"output {name!r}" if name else "the output"
+            if not isinstance(out, Tensor):
+                raise InputError(f"{label} must be a torch.Tensor, got {type(out).__name__}")
             if out.ndim < fld.min_ndim or out.shape[0] != batch_size:
                 raise ShapeError(
                     f"{label} declared {fld!r} needs shape {_describe(fld)} with batch "
                     f"{batch_size}, got {tuple(out.shape)}"
+                )
+            if num_nodes is not None:
+                for axis in range(1, 1 + fld.node_axes):
+                    if out.shape[axis] != num_nodes:
+                        raise ShapeError(
+                            f"{label} declared {fld!r} has {out.shape[axis]} nodes on axis "
+                            f"{axis}, expected {num_nodes} like the inputs; shape "
+                            f"{tuple(out.shape)}"
+                        )
+            if dim is not None and fld.geometry != "scalar" and out.shape[-1] != dim:
+                raise ShapeError(
+                    f"{label} declared {fld!r} has {out.shape[-1]}-D vectors (last axis), "
+                    f"expected {dim}-D like the inputs; shape {tuple(out.shape)}"
                 )

@@ -98,7 +98,7 @@ class Symmetrize(nn.Module):
         _check_count("num_samples", num_samples)
         if self.check_inputs:
             info = sig.check(inputs, self.group)
-            batch = info.batch_size
+            batch, num_nodes, dim = info
         else:
             batch = next(iter(inputs.values())).shape[0]
         samples = self.sampler(inputs, num_samples, noise=noise, generator=generator)
@@ -115,7 +115,7 @@ class Symmetrize(nn.Module):
             base_inputs[sig.mask] = mask_f
         y = self.base(**base_inputs)
         if self.check_inputs:
-            sig.check_outputs(y, batch * s)
+            sig.check_outputs(y, batch * s, num_nodes, dim)
         fields = sig.output_fields
         if isinstance(y, Tensor):
             per_sample = unfold_samples(g.act(y, fields[""], mask_f), s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -225,6 +226,30 @@ def test_sample_counts_must_be_positive_integers(name, value):
     sampler = samplers.Uniform(groups.Sn(), sig)
     with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
         probsym.Symmetrize(torch.nn.Identity(), sampler, **{name: value})
+
+
+@pytest.mark.parametrize("value", [torch.tensor(1.0), torch.tensor(True), np.bool_(True), "2"])
+def test_sample_counts_reject_float_and_bool_tensors_and_strings(value):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
+        probsym.Symmetrize(torch.nn.Identity(), sampler, num_samples=value)
+
+
+@pytest.mark.parametrize("value", [np.int64(3), np.int32(3), torch.tensor(3)], ids=repr)
+def test_sample_counts_accept_numpy_and_tensor_integers(value):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+
+    class SumNodes(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(1)
+
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    model = probsym.Symmetrize(SumNodes(), sampler, num_samples=value, eval_num_samples=value)
+    assert type(model.num_samples) is int and model.num_samples == 3
+    assert type(model.eval_num_samples) is int
+    out = model(x=torch.randn(2, 4, 1), num_samples=value, keep_samples=True)
+    assert out.per_sample.shape[:2] == (2, 3)
 
 
 def test_per_call_num_samples_is_checked(model, batch):

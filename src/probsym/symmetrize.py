@@ -8,9 +8,11 @@ declared inputs as keyword tensors (plus the folded mask when the batch carries 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -63,9 +65,9 @@ class Symmetrize(nn.Module):
         signature = signature if signature is not None else sampler.signature
         if signature is None:
             raise ValueError("Symmetrize needs a signature (none given and the sampler has none)")
-        _check_count("num_samples", num_samples)
+        num_samples = _check_count("num_samples", num_samples)
         eval_num_samples = num_samples if eval_num_samples is None else eval_num_samples
-        _check_count("eval_num_samples", eval_num_samples)
+        eval_num_samples = _check_count("eval_num_samples", eval_num_samples)
         self.base, self.sampler, self.signature = base, sampler, signature
         self.num_samples, self.eval_num_samples = num_samples, eval_num_samples
         self.check_inputs = check_inputs
@@ -95,7 +97,7 @@ class Symmetrize(nn.Module):
         sig = self.signature
         if num_samples is None:
             num_samples = self.num_samples if self.training else self.eval_num_samples
-        _check_count("num_samples", num_samples)
+        num_samples = _check_count("num_samples", num_samples)
         if self.check_inputs:
             info = sig.check(inputs, self.group)
             batch, num_nodes, dim = info
@@ -131,6 +133,15 @@ class Symmetrize(nn.Module):
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
 
 
-def _check_count(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def _check_count(name: str, value: Any) -> int:
+    """``value`` as an int >= 1: what ``operator.index`` takes (NumPy, 0-d tensors), no bools."""
+    is_bool = isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    )
+    try:
+        count = None if is_bool else operator.index(value)
+    except TypeError:
+        count = None
+    if count is None or count < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return count

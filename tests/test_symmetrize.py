@@ -9,6 +9,7 @@ from torch import nn
 import probsym
 from cases import CASES, Case, make_base, make_batch, make_model, signature
 from probsym import fields, groups, samplers
+from probsym.errors import InputError
 from probsym.folding import fold_samples
 
 
@@ -147,3 +148,13 @@ def test_check_inputs_can_be_disabled():
     model = probsym.Symmetrize(Echo(), sampler, check_inputs=False)
     x = torch.full((2, 3, 1), float("nan"))
     assert bool(model(x=x).value.isnan().all())  # no NonFiniteError when checks are off
+
+
+def test_a_batch_passed_positionally_says_to_unpack_it():
+    model, _, batch = counting_model(Case(groups.Sn(), "ga"), "invariant")
+    with pytest.raises(InputError, match=r"call model\(\*\*batch\), not model\(batch\) .*'adj'"):
+        model(batch)
+    with pytest.raises(InputError, match=r"got 2 positional argument\(s\) \(Tensor, Tensor\)"):
+        model(batch["x"], batch["adj"])
+    with pytest.raises(InputError, match=r"call model\(\*\*batch\)"):
+        model(batch, num_samples=2)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probsym.errors import InputError
 from probsym.folding import fold_samples, unfold_samples
 from probsym.samplers import Sampler, Samples
 from probsym.signature import Signature
@@ -79,22 +80,30 @@ class Symmetrize(nn.Module):
 
     def forward(
         self,
+        *args: Any,
         noise: Mapping[str, Tensor] | None = None,
         generator: torch.Generator | None = None,
         keep_samples: bool = False,
         num_samples: int | None = None,
         **inputs: Tensor,
     ) -> Symmetrized:
-        """Symmetrized prediction for a batch given as keyword tensors.
+        """Symmetrized prediction for a batch given as keyword tensors: ``model(**batch)``.
 
         Args:
+            *args: Not accepted; only there to catch ``model(batch)`` with a clear message.
             noise: The sampler's noise (as from ``sampler.sample_noise``); drawn when ``None``.
             generator: Random generator for the noise.
             keep_samples: Also return the elements and per-sample outputs.
             num_samples: Override the train/eval sample count for this call.
             **inputs: The declared inputs and the mask.
+
+        Raises:
+            InputError: a positional argument (the batch must be passed as ``**batch``), or
+                inputs that do not match the signature (see :meth:`Signature.check`).
         """
         sig = self.signature
+        if args:
+            raise InputError(_positional_message(args))
         if num_samples is None:
             num_samples = self.num_samples if self.training else self.eval_num_samples
         num_samples = _check_count("num_samples", num_samples)
@@ -131,6 +140,19 @@ class Symmetrize(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
+
+
+def _positional_message(args: tuple[Any, ...]) -> str:
+    if len(args) == 1 and isinstance(args[0], Mapping):
+        return (
+            f"Symmetrize takes the batch as keyword tensors: call model(**batch), not "
+            f"model(batch) (got a positional dict with keys {sorted(map(str, args[0]))})"
+        )
+    kinds = ", ".join(type(a).__name__ for a in args)
+    return (
+        f"Symmetrize takes the batch as keyword tensors, e.g. model(**batch) or "
+        f"model(x=x, mask=mask); got {len(args)} positional argument(s) ({kinds})"
+    )
 
 
 def _check_count(name: str, value: Any) -> int:

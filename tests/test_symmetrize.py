@@ -158,3 +158,13 @@ def test_a_batch_passed_positionally_says_to_unpack_it():
         model(batch["x"], batch["adj"])
     with pytest.raises(InputError, match=r"call model\(\*\*batch\)"):
         model(batch, num_samples=2)
+
+
+@pytest.mark.parametrize("name", ["noise", "generator", "num_samples", "keep_samples", "self"])
+def test_inputs_named_like_forward_arguments_are_rejected(name):
+    sig = probsym.Signature({name: fields.node}, fields.scalar)
+    with pytest.raises(ValueError, match=rf"input '{name}' collides with an argument of Symm"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))
+    sig = probsym.Signature({"x": fields.node}, fields.scalar, mask=name)
+    with pytest.raises(ValueError, match=rf"the mask name '{name}' collides .* reserved names"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))

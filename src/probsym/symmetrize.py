@@ -51,6 +51,10 @@ class Symmetrize(nn.Module):
 
     Shapes:
         Inputs as declared by ``signature``, batch ``b``; outputs likewise.
+
+    Raises:
+        ValueError: no signature, a sample count that is not an integer >= 1, or an input or
+            mask named like an argument of :meth:`forward` (``RESERVED``).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Symmetrize(nn.Module):
         num_samples = _check_count("num_samples", num_samples)
         eval_num_samples = num_samples if eval_num_samples is None else eval_num_samples
         eval_num_samples = _check_count("eval_num_samples", eval_num_samples)
+        _check_reserved(signature)
         self.base, self.sampler, self.signature = base, sampler, signature
         self.num_samples, self.eval_num_samples = num_samples, eval_num_samples
         self.check_inputs = check_inputs
@@ -140,6 +145,22 @@ class Symmetrize(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
+
+
+#: Keywords of :meth:`Symmetrize.forward` (and ``self``), which no input or mask may be named.
+RESERVED = ("generator", "keep_samples", "noise", "num_samples", "self")
+
+
+def _check_reserved(signature: Signature) -> None:
+    names = [(f"input {n!r}", n) for n in signature.inputs]
+    if signature.mask is not None:
+        names.append((f"the mask name {signature.mask!r}", signature.mask))
+    for label, name in names:
+        if name in RESERVED:
+            raise ValueError(
+                f"{label} collides with an argument of Symmetrize.forward; the reserved names "
+                f"are {', '.join(RESERVED)}: rename it in the signature and the base model"
+            )
 
 
 def _positional_message(args: tuple[Any, ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,6 +105,31 @@ def test_zero_nodes():
         sig.check({"x": torch.zeros(2, 0, 3), "mask": torch.zeros(2, 0, dtype=torch.bool)})
 
 
+@pytest.mark.parametrize("method", ["ga", "fa", "ps"])
+@pytest.mark.parametrize("name, dtype", [("pos", torch.long), ("vel", torch.bool)])
+def test_geometric_inputs_must_be_floating_point(batch, method, name, dtype):
+    model, _ = make_model(Case(G, method), "equivariant", "mlp")
+    batch[name] = batch[name].to(dtype)
+    match = rf"'{name}' declared node_\w+ is rotated, so it must be a floating-point tensor"
+    with pytest.raises(InputError, match=match):
+        model(**batch)
+
+
+def test_integer_and_bool_scalar_inputs_stay_allowed(batch):
+    sig = probsym.Signature(
+        {"pos": fields.node_point, "z": fields.node, "adj": fields.pair}, fields.scalar
+    )
+    z = torch.randint(0, 5, batch["charge"].shape)
+    adj = batch["adj"] > 0.5
+    info = sig.check({"pos": batch["pos"], "z": z, "adj": adj, "mask": batch["mask"]}, G)
+    assert info == (3, 5, 3)
+
+
+def test_empty_batch(model, batch):
+    with pytest.raises(ShapeError, match="the batch is empty: the inputs have batch size 0"):
+        model(**{k: v[:0] for k, v in batch.items()})
+
+
 def test_mask_without_node_inputs():
     sig = probsym.Signature({"v": fields.vector}, fields.vector)
     with pytest.raises(MaskError, match="no input has a node axis"):
@@ -162,6 +188,37 @@ def test_base_model_outputs_are_checked(batch):
         model(x=x)
 
 
+OUTPUTS = {"y": fields.node_vector, "c": fields.point}
+
+
+class Resize(torch.nn.Module):
+    """Returns a node output with ``extra`` nodes more (or fewer) and last axis ``dim``."""
+
+    def __init__(self, extra: int = 0, dim: int = 3):
+        super().__init__()
+        self.extra, self.dim = extra, dim
+
+    def forward(self, pos):
+        b, n = pos.shape[:2]
+        return {"y": torch.zeros(b, n + self.extra, self.dim), "c": pos.mean(1)[:, : self.dim]}
+
+
+@pytest.mark.parametrize("extra", [1, -1])
+def test_base_model_with_the_wrong_node_count(extra):
+    sig = probsym.Signature({"pos": fields.node_point}, OUTPUTS)
+    model = probsym.Symmetrize(Resize(extra), samplers.Uniform(groups.Sn() * groups.E(3), sig))
+    n = 4 + extra
+    with pytest.raises(ShapeError, match=rf"output 'y' .* has {n} nodes on axis 1, expected 4"):
+        model(pos=torch.randn(2, 4, 3))
+
+
+def test_base_model_with_the_wrong_vector_size():
+    sig = probsym.Signature({"pos": fields.node_point}, OUTPUTS)
+    model = probsym.Symmetrize(Resize(0, 2), samplers.Uniform(groups.E(3), sig))
+    with pytest.raises(ShapeError, match=r"'y' declared node_vector has 2-D .* expected 3-D"):
+        model(pos=torch.randn(2, 4, 3))
+
+
 @pytest.mark.parametrize("name", ["num_samples", "eval_num_samples"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])
 def test_sample_counts_must_be_positive_integers(name, value):
@@ -169,6 +226,30 @@ def test_sample_counts_must_be_positive_integers(name, value):
     sampler = samplers.Uniform(groups.Sn(), sig)
     with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
         probsym.Symmetrize(torch.nn.Identity(), sampler, **{name: value})
+
+
+@pytest.mark.parametrize("value", [torch.tensor(1.0), torch.tensor(True), np.bool_(True), "2"])
+def test_sample_counts_reject_float_and_bool_tensors_and_strings(value):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
+        probsym.Symmetrize(torch.nn.Identity(), sampler, num_samples=value)
+
+
+@pytest.mark.parametrize("value", [np.int64(3), np.int32(3), torch.tensor(3)], ids=repr)
+def test_sample_counts_accept_numpy_and_tensor_integers(value):
+    sig = probsym.Signature({"x": fields.node}, fields.scalar)
+
+    class SumNodes(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(1)
+
+    sampler = samplers.Uniform(groups.Sn(), sig)
+    model = probsym.Symmetrize(SumNodes(), sampler, num_samples=value, eval_num_samples=value)
+    assert type(model.num_samples) is int and model.num_samples == 3
+    assert type(model.eval_num_samples) is int
+    out = model(x=torch.randn(2, 4, 1), num_samples=value, keep_samples=True)
+    assert out.per_sample.shape[:2] == (2, 3)
 
 
 def test_per_call_num_samples_is_checked(model, batch):

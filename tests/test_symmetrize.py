@@ -9,6 +9,7 @@ from torch import nn
 import probsym
 from cases import CASES, Case, make_base, make_batch, make_model, signature
 from probsym import fields, groups, samplers
+from probsym.errors import InputError
 from probsym.folding import fold_samples
 
 
@@ -147,3 +148,23 @@ def test_check_inputs_can_be_disabled():
     model = probsym.Symmetrize(Echo(), sampler, check_inputs=False)
     x = torch.full((2, 3, 1), float("nan"))
     assert bool(model(x=x).value.isnan().all())  # no NonFiniteError when checks are off
+
+
+def test_a_batch_passed_positionally_says_to_unpack_it():
+    model, _, batch = counting_model(Case(groups.Sn(), "ga"), "invariant")
+    with pytest.raises(InputError, match=r"call model\(\*\*batch\), not model\(batch\) .*'adj'"):
+        model(batch)
+    with pytest.raises(InputError, match=r"got 2 positional argument\(s\) \(Tensor, Tensor\)"):
+        model(batch["x"], batch["adj"])
+    with pytest.raises(InputError, match=r"call model\(\*\*batch\)"):
+        model(batch, num_samples=2)
+
+
+@pytest.mark.parametrize("name", ["noise", "generator", "num_samples", "keep_samples", "self"])
+def test_inputs_named_like_forward_arguments_are_rejected(name):
+    sig = probsym.Signature({name: fields.node}, fields.scalar)
+    with pytest.raises(ValueError, match=rf"input '{name}' collides with an argument of Symm"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))
+    sig = probsym.Signature({"x": fields.node}, fields.scalar, mask=name)
+    with pytest.raises(ValueError, match=rf"the mask name '{name}' collides .* reserved names"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))

@@ -36,6 +36,10 @@ class UnknownNameError(ProbsymError, KeyError):
         return str(self.args[0])
 
 
+class ConfigError(ProbsymError, ValueError):
+    """A run option has a value outside its range (e.g. ``--epochs 0``)."""
+
+
 class DataError(ProbsymError, ValueError):
     """A data file is missing, malformed, or fails validation."""
 

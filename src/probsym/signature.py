@@ -91,8 +91,10 @@ class Signature:
 
         Raises:
             UnknownNameError: an input name that is not declared.
-            InputError: a declared input is missing or not a tensor.
-            ShapeError: a tensor has too few axes, or sizes disagree (batch, node count, d).
+            InputError: a declared input is missing or not a tensor, or a vector/point input is
+                not floating point.
+            ShapeError: a tensor has too few axes, sizes disagree (batch, node count, d), or the
+                batch is empty.
             MaskError: the mask is not ``(b, n)`` bool, or a graph has no real node.
             NonFiniteError: an input holds NaN or inf (skipped with ``finite=False``).
         """
@@ -109,6 +111,11 @@ class Signature:
                 raise ShapeError(
                     f"input {name!r} declared {fld!r} needs shape {_describe(fld)}, "
                     f"got {tuple(x.shape)}"
+                )
+            if fld.geometry != "scalar" and not x.is_floating_point():
+                raise InputError(
+                    f"input {name!r} declared {fld!r} is rotated, so it must be a floating-point "
+                    f"tensor, got {x.dtype}"
                 )
             if batch_size is None:
                 batch_size = x.shape[0]
@@ -136,6 +143,11 @@ class Signature:
                     )
         if batch_size is None:
             raise InputError("the batch holds no declared input tensor")
+        if batch_size == 0:
+            raise ShapeError(
+                f"the batch is empty: the inputs have batch size 0, expected at least 1; "
+                f"shapes {[tuple(x.shape) for x in tensors.values()]}"
+            )
         self._check_mask(mask, batch_size, num_nodes)
         if finite:
             self._check_finite(tensors, mask)
@@ -179,8 +191,25 @@ class Signature:
                 f"(mask all False): empty graphs cannot be symmetrized"
             )
 
-    def check_outputs(self, y: Tensor | Mapping[str, Tensor], batch_size: int) -> None:
-        """Validate what the base model returned against the declared outputs."""
+    def check_outputs(
+        self,
+        y: Tensor | Mapping[str, Tensor],
+        batch_size: int,
+        num_nodes: int | None = None,
+        dim: int | None = None,
+    ) -> None:
+        """Validate what the base model returned against the declared outputs.
+
+        Args:
+            y: The base model's return value.
+            batch_size: Expected leading size (the folded ``b*s``).
+            num_nodes: Expected size of every node axis (from the inputs); ``None`` skips it.
+            dim: Expected last-axis size of vector/point outputs; ``None`` skips it.
+
+        Raises:
+            InputError: ``y`` is not a tensor, or not a dict with the declared keys.
+            ShapeError: an output has too few axes, or the wrong batch, node or geometric size.
+        """
         if isinstance(self.outputs, Field):
             if not isinstance(y, Tensor):
                 raise InputError(
@@ -198,8 +227,23 @@ class Signature:
         for name, out in items.items():
             fld = self.output_fields[name]
             label = f"output {name!r}" if name else "the output"
+            if not isinstance(out, Tensor):
+                raise InputError(f"{label} must be a torch.Tensor, got {type(out).__name__}")
             if out.ndim < fld.min_ndim or out.shape[0] != batch_size:
                 raise ShapeError(
                     f"{label} declared {fld!r} needs shape {_describe(fld)} with batch "
                     f"{batch_size}, got {tuple(out.shape)}"
+                )
+            if num_nodes is not None:
+                for axis in range(1, 1 + fld.node_axes):
+                    if out.shape[axis] != num_nodes:
+                        raise ShapeError(
+                            f"{label} declared {fld!r} has {out.shape[axis]} nodes on axis "
+                            f"{axis}, expected {num_nodes} like the inputs; shape "
+                            f"{tuple(out.shape)}"
+                        )
+            if dim is not None and fld.geometry != "scalar" and out.shape[-1] != dim:
+                raise ShapeError(
+                    f"{label} declared {fld!r} has {out.shape[-1]}-D vectors (last axis), "
+                    f"expected {dim}-D like the inputs; shape {tuple(out.shape)}"
                 )

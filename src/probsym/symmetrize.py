@@ -13,12 +13,15 @@ not depend on the padded layout, and NaN or garbage in padded slots never reache
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probsym.errors import InputError
 from probsym.fields import Field
 from probsym.folding import fold_samples, unfold_samples
 from probsym.groups.permutation import zero_padded
@@ -55,6 +58,10 @@ class Symmetrize(nn.Module):
 
     Shapes:
         Inputs as declared by ``signature``, batch ``b``; outputs likewise.
+
+    Raises:
+        ValueError: no signature, a sample count that is not an integer >= 1, or an input or
+            mask named like an argument of :meth:`forward` (``RESERVED``).
     """
 
     def __init__(
@@ -70,9 +77,10 @@ class Symmetrize(nn.Module):
         signature = signature if signature is not None else sampler.signature
         if signature is None:
             raise ValueError("Symmetrize needs a signature (none given and the sampler has none)")
-        _check_count("num_samples", num_samples)
+        num_samples = _check_count("num_samples", num_samples)
         eval_num_samples = num_samples if eval_num_samples is None else eval_num_samples
-        _check_count("eval_num_samples", eval_num_samples)
+        eval_num_samples = _check_count("eval_num_samples", eval_num_samples)
+        _check_reserved(signature)
         self.base, self.sampler, self.signature = base, sampler, signature
         self.num_samples, self.eval_num_samples = num_samples, eval_num_samples
         self.check_inputs = check_inputs
@@ -84,28 +92,36 @@ class Symmetrize(nn.Module):
 
     def forward(
         self,
+        *args: Any,
         noise: Mapping[str, Tensor] | None = None,
         generator: torch.Generator | None = None,
         keep_samples: bool = False,
         num_samples: int | None = None,
         **inputs: Tensor,
     ) -> Symmetrized:
-        """Symmetrized prediction for a batch given as keyword tensors.
+        """Symmetrized prediction for a batch given as keyword tensors: ``model(**batch)``.
 
         Args:
+            *args: Not accepted; only there to catch ``model(batch)`` with a clear message.
             noise: The sampler's noise (as from ``sampler.sample_noise``); drawn when ``None``.
             generator: Random generator for the noise.
             keep_samples: Also return the elements and per-sample outputs.
             num_samples: Override the train/eval sample count for this call.
             **inputs: The declared inputs and the mask.
+
+        Raises:
+            InputError: a positional argument (the batch must be passed as ``**batch``), or
+                inputs that do not match the signature (see :meth:`Signature.check`).
         """
         sig = self.signature
+        if args:
+            raise InputError(_positional_message(args))
         if num_samples is None:
             num_samples = self.num_samples if self.training else self.eval_num_samples
-        _check_count("num_samples", num_samples)
+        num_samples = _check_count("num_samples", num_samples)
         if self.check_inputs:
             info = sig.check(inputs, self.group)
-            batch = info.batch_size
+            batch, num_nodes, dim = info
         else:
             batch = next(iter(inputs.values())).shape[0]
         tensors, mask = sig.split(inputs)
@@ -127,7 +143,7 @@ class Symmetrize(nn.Module):
             base_inputs[sig.mask] = mask_base
         y = self.base(**base_inputs)
         if self.check_inputs:
-            sig.check_outputs(y, batch * s)
+            sig.check_outputs(y, batch * s, num_nodes, dim)
         fields = sig.output_fields
         outputs = {"": y} if isinstance(y, Tensor) else dict(y)
         per_sample = {}
@@ -155,6 +171,44 @@ def zero_padding(x: Tensor, mask: Tensor, field: Field) -> Tensor:
     return zero_padded(x, mask, field.node_axes)
 
 
-def _check_count(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+#: Keywords of :meth:`Symmetrize.forward` (and ``self``), which no input or mask may be named.
+RESERVED = ("generator", "keep_samples", "noise", "num_samples", "self")
+
+
+def _check_reserved(signature: Signature) -> None:
+    names = [(f"input {n!r}", n) for n in signature.inputs]
+    if signature.mask is not None:
+        names.append((f"the mask name {signature.mask!r}", signature.mask))
+    for label, name in names:
+        if name in RESERVED:
+            raise ValueError(
+                f"{label} collides with an argument of Symmetrize.forward; the reserved names "
+                f"are {', '.join(RESERVED)}: rename it in the signature and the base model"
+            )
+
+
+def _positional_message(args: tuple[Any, ...]) -> str:
+    if len(args) == 1 and isinstance(args[0], Mapping):
+        return (
+            f"Symmetrize takes the batch as keyword tensors: call model(**batch), not "
+            f"model(batch) (got a positional dict with keys {sorted(map(str, args[0]))})"
+        )
+    kinds = ", ".join(type(a).__name__ for a in args)
+    return (
+        f"Symmetrize takes the batch as keyword tensors, e.g. model(**batch) or "
+        f"model(x=x, mask=mask); got {len(args)} positional argument(s) ({kinds})"
+    )
+
+
+def _check_count(name: str, value: Any) -> int:
+    """``value`` as an int >= 1: what ``operator.index`` takes (NumPy, 0-d tensors), no bools."""
+    is_bool = isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, Tensor) and value.dtype == torch.bool
+    )
+    try:
+        count = None if is_bool else operator.index(value)
+    except TypeError:
+        count = None
+    if count is None or count < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return count

@@ -74,3 +74,12 @@ def test_uniform_rotations_are_orthogonal_in_float32(group):
     batch = {"pos": torch.zeros(10_000, group.dim)}
     out = samplers.Uniform(group, sig)(batch, 1, generator=torch.Generator().manual_seed(0))
     assert_valid_element(group, out.elements, None, 1e-5)
+
+
+@pytest.mark.parametrize("group", [groups.O(3), groups.SE(2), groups.Sn() * groups.SO(3)], ids=str)
+def test_spatial_group_without_a_vector_or_point_input_is_rejected(group):
+    sig = probsym.Signature({"x": fields.node, "adj": fields.pair}, fields.scalar)
+    with pytest.raises(
+        ValueError, match=r"needs at least one vector or point input .* declares none"
+    ):
+        samplers.Uniform(group, sig)

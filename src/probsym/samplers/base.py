@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from probsym.errors import InputError, ShapeError
 from probsym.fields import Field
 from probsym.groups import Group, GroupElement
 from probsym.signature import Signature
@@ -93,10 +94,48 @@ class Sampler(nn.Module):
         noise: Mapping[str, Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> Samples:
-        """Draw ``num_samples`` elements per input (b-major), from ``noise`` when given."""
+        """Draw ``num_samples`` elements per input (b-major), from ``noise`` when given.
+
+        Raises:
+            InputError: ``noise`` is not a dict of tensors with exactly the keys ``noise_fields``.
+            ShapeError: a noise tensor does not have ``b * samples_per_input(num_samples)`` rows.
+        """
         if noise is None:
             noise = self.sample_noise(inputs, num_samples, generator)
+        else:
+            self._check_noise(inputs, num_samples, noise)
         return self.draw(inputs, num_samples, noise)
+
+    def _check_noise(
+        self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]
+    ) -> None:
+        """Given noise must be what :meth:`sample_noise` would draw for this batch and count."""
+        name = type(self).__name__
+        if not isinstance(noise, Mapping):
+            raise InputError(f"noise must be a dict of tensors, got {type(noise).__name__}")
+        if set(noise) != set(self.noise_fields):
+            missing = sorted(set(self.noise_fields) - set(noise))
+            unknown = sorted(set(noise) - set(self.noise_fields))
+            raise InputError(
+                f"noise for {name} must have the keys {sorted(self.noise_fields)} "
+                f"(from sample_noise), got {sorted(noise)}: missing {missing}, unknown {unknown}"
+            )
+        names = list(self.signature.inputs) if self.signature is not None else list(inputs)
+        reference = next((inputs[k] for k in names if isinstance(inputs.get(k), Tensor)), None)
+        if reference is None:
+            return
+        per_input = self.samples_per_input(num_samples)
+        rows = reference.shape[0] * per_input
+        for key, x in noise.items():
+            if not isinstance(x, Tensor):
+                raise InputError(f"noise {key!r} must be a torch.Tensor, got {type(x).__name__}")
+            if x.ndim == 0 or x.shape[0] != rows:
+                raise ShapeError(
+                    f"noise {key!r} has {x.shape[0] if x.ndim else 0} rows (shape "
+                    f"{tuple(x.shape)}), expected batch {reference.shape[0]} x {per_input} "
+                    f"samples per input = {rows}: draw it with sample_noise(inputs, "
+                    f"{num_samples}) for this batch"
+                )
 
     def draw(
         self, inputs: Mapping[str, Tensor], num_samples: int, noise: Mapping[str, Tensor]

@@ -30,11 +30,22 @@ class Uniform(Sampler):
     Args:
         group: The group.
         signature: Needed to find the node mask and, for E(d)/SE(d), the point input.
+
+    Raises:
+        ValueError: a spatial group with no vector or point input (or, for E/SE, no point input).
     """
 
     def __init__(self, group: Group, signature: Signature) -> None:
         super().__init__(group, signature)
         self.spatial = spatial_factor(group)
+        if self.spatial is not None and all(
+            f.geometry == "scalar" for f in signature.inputs.values()
+        ):
+            # the rotation would act on nothing: group averaging would silently be a no-op
+            raise ValueError(
+                f"{group!r} needs at least one vector or point input (fields.vector, point, "
+                f"node_vector or node_point) to act on; the signature declares none"
+            )
         if self.spatial is not None and self.spatial.has_translations:
             if not any(f.geometry == "point" for f in signature.inputs.values()):
                 raise ValueError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from probsym.errors import UnknownNameError
+from probsym.errors import ConfigError, UnknownNameError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +64,13 @@ class TrainConfig:
     eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
+    def __post_init__(self) -> None:
+        for name, low in _MINIMUM.items():
+            value = getattr(self, name)
+            if isinstance(value, int) and value < low:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"option {flag} must be >= {low}, got {value}")
+
     @property
     def run_dir(self) -> Path:
         """Where checkpoints, logs and metrics go."""
@@ -73,6 +80,21 @@ class TrainConfig:
     def test_num_samples(self) -> int:
         """Samples per input at test time."""
         return self.test_samples or self.eval_samples
+
+
+#: Smallest valid value of the integer options (``0`` means "off" or "all" where allowed).
+_MINIMUM = {
+    "epochs": 1,
+    "batch_size": 1,
+    "eval_batch_size": 1,
+    "samples": 1,
+    "eval_samples": 1,
+    "eval_every": 1,
+    "test_samples": 0,
+    "max_train": 0,
+    "limit": 0,
+    "threads": 0,
+}
 
 
 def field_types() -> dict[str, type]:

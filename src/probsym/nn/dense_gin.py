@@ -92,6 +92,8 @@ class DenseGIN(nn.Module):
         """Per-node outputs."""
         real = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
         h = x if real is None else x * real
+        if adjacency is not None:
+            adjacency = adjacency.to(x.dtype)  # once, not per layer
         for layer, (mlp, norm) in enumerate(zip(self.mlps, self.norms, strict=True)):
             if adjacency is None:  # mean, not sum: a sum over all nodes drowns each node's own h
                 neighbours = _node_mean(h, real).expand_as(h)

@@ -201,14 +201,17 @@ class Learned(Sampler):
             spatial = make_spatial(self.spatial, rotation, translation)
             h = torch.cat([h, invariants], dim=-1)
         if self.scores is not None:
+            score_dtype = next(self.scores.parameters()).dtype
             adjacency = features.adjacency(sig, inputs, self.adjacency_name)
-            scores = self.scores(h, adjacency, mask_f).squeeze(-1)  # (B, n)
-            scores = normalize_scores(scores, mask_f) + self.tie_scale * noise["ties"].to(dtype)
+            scores = self.scores(h.to(score_dtype), adjacency, mask_f).squeeze(-1)  # (B, n)
+            scores = normalize_scores(scores.to(dtype), mask_f)
+            scores = scores + self.tie_scale * noise["ties"].to(dtype)
             keys = scores.detach()
             index = order_by_keys(keys, mask_f)
             if self.training and torch.is_grad_enabled():
+                # the relaxation only shapes gradients: the inputs' precision is enough for it
                 relaxed = soft_permutation(
-                    scores, index, mask_f, self.tau, self.sinkhorn_iterations
+                    scores.to(input_dtype), index, mask_f, self.tau, self.sinkhorn_iterations
                 )
                 regularization = permutation_entropy(relaxed, mask_f)
             permutation = Permutation(index, relaxed)

@@ -148,6 +148,8 @@ class Symmetrize(nn.Module):
         outputs = {"": y} if isinstance(y, Tensor) else dict(y)
         per_sample = {}
         for k, v in outputs.items():
+            if mask_base is not None:  # before g acts: 0 * nan in a backward pass is nan too
+                v = zero_padding(v, mask_base, fields[k])
             v = g.act(v, fields[k], mask_base)
             if mask_f is not None:
                 v = zero_padding(v, mask_f, fields[k])

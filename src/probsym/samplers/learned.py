@@ -256,23 +256,36 @@ def geometric_features(v: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
 
     Every Vector-Neuron channel of a node is a combination of that node's input channels, so a
     positions-only cloud gives frame vectors ``Σ_i w_i x_i`` whose weights depend on ``|x_i|``
-    alone, nearly parallel at initialisation. With the normalised second moment
-    ``M = Σ v vᵀ / tr`` (equivariant: ``M(Rx) = R M Rᵀ``) the channels ``v, M v, M² v`` span
-    ``R^d`` for any cloud whose moment has distinct eigenvalues (a Krylov basis), and the
-    invariants ``|v|`` and ``vᵀ M v`` per channel let the network weight nodes differently.
+    alone, nearly parallel at initialisation. With the deviatoric second moment
+    ``M = S - tr(S)/d · I`` of ``S = Σ v vᵀ``, scaled to unit Frobenius norm (equivariant:
+    ``M(Rx) = R M Rᵀ``), the channels ``v, M v, M² v`` span ``R^d`` for any cloud whose moment
+    has distinct eigenvalues (a Krylov basis; removing the trace keeps ``M v`` from being nearly
+    ``v / d``, which made that basis ill-conditioned), and the invariants ``|v|`` and ``vᵀ M v``
+    per channel let the network weight nodes differently. Each channel also enters weighted by
+    ``|v|``, ``|v|²`` and ``vᵀ M v``: centred positions sum to zero, so pooling ``v`` alone
+    cancels and the frame becomes a small difference of large terms (a large gain on rounding
+    error); the weighted sums do not cancel and point in independent directions.
 
     Shapes:
-        v: ``(B, n, c, d)``, zero on padded nodes; returns vectors ``(B, n, 3c, d)`` and
+        v: ``(B, n, c, d)``, zero on padded nodes; returns vectors ``(B, n, 12c, d)`` and
         invariants ``(B, n, 2c)``.
     """
     moment = torch.einsum("bncd,bnce->bde", v, v)
+    d = v.shape[-1]
     trace = torch.diagonal(moment, dim1=1, dim2=2).sum(-1)
-    moment = moment / torch.where(trace > 0, trace, torch.ones_like(trace))[:, None, None]
-    first = torch.einsum("bncd,bed->bnce", v, moment)  # M v (M is symmetric)
-    second = torch.einsum("bncd,bed->bnce", first, moment)  # M² v
+    eye = torch.eye(d, dtype=v.dtype, device=v.device)
+    moment = moment - (trace / d)[:, None, None] * eye  # deviatoric: M v is not ≈ v / d
+    size = moment.flatten(1).norm(dim=1)
+    moment = moment / torch.where(size > 0, size, torch.ones_like(size))[:, None, None]
     norms = torch.sqrt((v * v).sum(-1) + 1e-24)  # (B, n, c)
-    quadratic = (v * first).sum(-1)  # vᵀ M v
-    return torch.cat([v, first, second], dim=2), torch.cat([norms, quadratic], dim=-1)
+    # |v| v does not sum to zero over a centred cloud, so pooled frame vectors do not cancel
+    quadratic = (v * torch.einsum("bncd,bed->bnce", v, moment)).sum(-1)  # vᵀ M v, (B, n, c)
+    weights = torch.stack([norms, norms * norms, quadratic], dim=-1)  # (B, n, c, 3) invariant
+    weighted = (weights.unsqueeze(-1) * v.unsqueeze(-2)).flatten(2, 3)  # (B, n, 3c, d)
+    base = torch.cat([v, weighted], dim=2)  # (B, n, 4c, d)
+    first = torch.einsum("bncd,bed->bnce", base, moment)  # M v (M is symmetric)
+    second = torch.einsum("bncd,bed->bnce", first, moment)  # M² v
+    return torch.cat([base, first, second], dim=2), torch.cat([norms, quadratic], dim=-1)
 
 
 class Canonical(Learned):

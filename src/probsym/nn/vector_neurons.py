@@ -114,7 +114,9 @@ class VectorNeuronEncoder(nn.Module):
             if real is not None:
                 v = v * real
         frame = self.frame(self._attention_pool(v, mask))  # (B, d, out_vectors)
-        invariants = torch.einsum("bndh,bdk->bnhk", v, frame).flatten(2)
+        # matmul with broadcasting: an einsum here lowers to a bmm over B tiny matrices whose
+        # backward pass is about 4x slower on CPU (measured)
+        invariants = torch.matmul(v.transpose(-1, -2), frame.unsqueeze(1)).flatten(2)
         return frame.transpose(1, 2), invariants
 
     def _attention_pool(self, v: Tensor, mask: Tensor | None) -> Tensor:

@@ -113,7 +113,12 @@ def tolerance(group: Group, spec: ZooInput, dtype: torch.dtype) -> float:
     in float64 it stays far below 1e-10.
     """
     base = EXACT[dtype] if group.dim is None else TOLERANCE[dtype]
-    return base + 100 * torch.finfo(dtype).eps * abs(spec.offset)
+    eps = torch.finfo(dtype).eps
+    if spec.kind == "coincident" and group.has_translations:
+        # no extent: its centred points are exactly zero, but g·x is only exact to eps·|x|, and
+        # an unconstrained base reads that rounding as shape (absolute, scale-sized)
+        return base + 100 * eps * spec.scale * (1 + abs(spec.offset))
+    return base + 100 * eps * abs(spec.offset)
 
 
 def assert_exact_or_flagged(report: EquivarianceReport, batch_size: int, tol: float) -> None:
@@ -273,10 +278,12 @@ def test_coplanar_clouds_have_a_frame_in_se3():
     cloud's handedness (the cross product of two in-plane directions), so canonicalization is
     exact."""
     spec = ZooInput("coplanar", (8,) * 200, 8, 3, seed=22)
-    batch = spec.build()
-    report = check(zoo_model(SE3, "canonical", spec, batch), batch)
-    assert len(flagged(report)) <= MAX_FLAGGED_CANONICAL * spec.batch_size, report
-    assert_exact_or_flagged(report, spec.batch_size, TOLERANCE[torch.float32])
+    # float64: the claim is that the frame is unique. In float32 a learned canonical frame of a
+    # planar cloud is rounding-sensitive on about 40% of items (the zoo test covers float32)
+    batch = spec.build(torch.float64)
+    report = check(zoo_model(SE3, "canonical", spec, batch, dtype=torch.float64), batch)
+    assert len(flagged(report)) <= MAX_FLAGGED * spec.batch_size, report
+    assert_exact_or_flagged(report, spec.batch_size, TOLERANCE[torch.float64])
 
 
 def test_coplanar_clouds_are_flagged_in_e3():

@@ -28,7 +28,15 @@ from probsym import fields
 from probsym.folding import fold_samples
 from probsym.groups import Group, Permutation, join_element
 from probsym.samplers import features
-from probsym.samplers.base import Sampler, Samples, make_spatial, spatial_factor, zero
+from probsym.samplers.base import (
+    FRAME_MARGIN,
+    Sampler,
+    Samples,
+    make_spatial,
+    rounding_floor,
+    spatial_factor,
+    zero,
+)
 from probsym.signature import Signature
 
 KeyFunction = Callable[[Mapping[str, Tensor]], Tensor]
@@ -183,15 +191,17 @@ class Frame(Sampler):
         total = self.samples_per_input(num_samples)
         mask = features.get_mask(sig, inputs)
         mask_f = None if mask is None else fold_samples(mask, total)
-        permutation = spatial = None
+        permutation = spatial = degenerate = None
         if "ties" in noise:
             keys = fold_samples(self.node_keys(inputs), total)
             order = lexicographic_order(keys, noise["ties"], mask_f)
             permutation = Permutation(order)  # real nodes first, like order_by_keys
         if self.spatial is not None:
-            spatial = self._spatial_elements(inputs, num_samples, noise)
+            spatial, degenerate = self._spatial_elements(inputs, num_samples, noise)
+            degenerate = fold_samples(degenerate, total)
         reference = next(iter(inputs.values()))
-        return Samples(join_element(self.group, permutation, spatial), zero(reference.float()))
+        element = join_element(self.group, permutation, spatial)
+        return Samples(element, zero(reference.float()), None, degenerate)
 
     def _spatial_elements(self, inputs, num_samples, noise):
         sig = self.signature
@@ -199,14 +209,26 @@ class Frame(Sampler):
         origin = centroid if self.spatial.has_translations else None
         v = features.node_vectors(sig, inputs, origin).double()  # (b, n, c, d), padding zero
         moment = torch.einsum("bncd,bnce->bde", v, v)
-        _, axes = torch.linalg.eigh(moment)  # columns: principal axes, ascending variance
+        values, axes = torch.linalg.eigh(moment)  # columns: principal axes, ascending variance
         b, d = axes.shape[0], axes.shape[-1]
+        # The axes are unique (up to sign) only where the eigenvalues are distinct.
+        dtype = next(inputs[k] for k, f in sig.inputs.items() if f.geometry != "scalar").dtype
+        floor = rounding_floor(FRAME_MARGIN, dtype)
+        top = values[:, -1:].clamp_min(0)
+        gaps = (values[:, 1:] - values[:, :-1]) / torch.where(top > 0, top, torch.ones_like(top))
+        degenerate = top[:, 0] <= 0
+        if d > 1:
+            degenerate |= gaps.min(dim=1).values < floor
         # eigh returns each axis with an arbitrary sign; orient it by the sign of the third moment
         # along it, so that the axes of g·x are g times those of x and sampled sign choices
         # transform exactly (enumerated frames are sets and do not need it). Symmetric clouds
         # (third moment 0) have no unique frame.
-        skew = torch.einsum("bncd,bdk->bnck", v, axes).pow(3).sum(dim=(1, 2))  # (b, d)
+        projections = torch.einsum("bncd,bdk->bnck", v, axes)
+        skew = projections.pow(3).sum(dim=(1, 2))  # (b, d)
         axes = axes * torch.where(skew < 0, -1.0, 1.0).to(axes.dtype).unsqueeze(1)
+        if self.signs == "sample":  # a sampled sign choice needs every axis oriented
+            size = projections.abs().pow(3).sum(dim=(1, 2)).clamp_min(1e-300)
+            degenerate |= (skew.abs() / size).min(dim=1).values < floor
         if self.spatial.proper:  # choices have product +1; flip column 0 where det(axes) = -1
             det = torch.linalg.det(axes)
             first = torch.ones(b, d, dtype=axes.dtype, device=axes.device)
@@ -220,7 +242,6 @@ class Frame(Sampler):
         else:
             picked = choices[noise["signs"].long()]  # (b*s, d)
             rotation = fold_samples(axes, num_samples) * picked.unsqueeze(1)
-        dtype = next(inputs[k] for k, f in sig.inputs.items() if f.geometry != "scalar").dtype
         total = self.samples_per_input(num_samples)
         translation = None if origin is None else fold_samples(origin, total)
-        return make_spatial(self.spatial, rotation.to(dtype), translation)
+        return make_spatial(self.spatial, rotation.to(dtype), translation), degenerate

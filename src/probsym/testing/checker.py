@@ -18,7 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from probsym.fields import Field
-from probsym.groups import Group, GroupElement, Permutation, split_element
+from probsym.groups import (
+    Group,
+    GroupElement,
+    Permutation,
+    ProductElement,
+    Rigid,
+    split_element,
+)
 from probsym.samplers.relax import slot_mask
 from probsym.signature import Signature
 from probsym.symmetrize import Symmetrize
@@ -145,7 +152,7 @@ def random_element(
     dtype = geometric[0].dtype if geometric else torch.float32
     if not dtype.is_floating_point:
         dtype = torch.float32
-    return group.sample(
+    g = group.sample(
         first.shape[0],
         n=n,
         mask=None if move_padding else mask,
@@ -153,6 +160,45 @@ def random_element(
         device=first.device,
         dtype=dtype,
     )
+    return _scale_translations(g, group, tensors, signature, mask)
+
+
+def _scale_translations(
+    g: GroupElement,
+    group: Group,
+    tensors: Mapping[str, Tensor],
+    signature: Signature,
+    mask: Tensor | None,
+) -> GroupElement:
+    """Translations at each item's own scale (RMS of its points), not N(0, 1).
+
+    A cloud of size 1e-6 moved by 1 keeps only 1e-7 / 1e-6 of its shape in float32: the test
+    would measure the rounding of the move, not the model.
+    """
+    if not group.has_translations:
+        return g
+    name = next((k for k, x in tensors.items() if signature.inputs[k].geometry == "point"), None)
+    if name is None or not tensors[name].is_floating_point():
+        return g
+    x = tensors[name].double()
+    squares = x.square().sum(-1)  # (b, [n,] *c)
+    if mask is not None and signature.inputs[name].node_axes:
+        squares = torch.where(mask.reshape(*mask.shape, *([1] * (squares.ndim - 2))), squares, 0.0)
+        count = mask.sum(1).double() * (squares[0, 0].numel())
+    else:
+        count = torch.full((x.shape[0],), float(squares[0].numel()), dtype=torch.float64)
+    scale = torch.sqrt(squares.flatten(1).sum(1) / count.clamp_min(1)).to(x.device)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+
+    def rescale(element: GroupElement) -> GroupElement:
+        if isinstance(element, Rigid):
+            t = element.translation * scale.to(element.translation).unsqueeze(1)
+            return Rigid(element.rotation, t)
+        if isinstance(element, ProductElement):
+            return ProductElement(tuple(rescale(part) for part in element.parts))
+        return element
+
+    return rescale(g)
 
 
 def transform_inputs(

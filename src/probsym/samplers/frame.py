@@ -226,8 +226,13 @@ class Frame(Sampler):
         projections = torch.einsum("bncd,bdk->bnck", v, axes)
         skew = projections.pow(3).sum(dim=(1, 2))  # (b, d)
         axes = axes * torch.where(skew < 0, -1.0, 1.0).to(axes.dtype).unsqueeze(1)
-        if self.signs == "sample":  # a sampled sign choice needs every axis oriented
-            size = projections.abs().pow(3).sum(dim=(1, 2)).clamp_min(1e-300)
+        # A sampled sign choice needs every axis oriented; so does an enumerated frame paired with
+        # node permutations (each frame element has its own tie-break noise, so the pairing
+        # follows the enumeration order, which the orientation sets).
+        if self.signs == "sample" or self.group.acts_on_nodes:
+            # relative to the cloud's size cubed: the skew of rounding noise is not small
+            # relative to its own |projection|³, only relative to the data
+            size = values.sum(dim=-1).clamp_min(1e-300).pow(1.5).unsqueeze(1)
             degenerate |= (skew.abs() / size).min(dim=1).values < floor
         if self.spatial.proper:  # choices have product +1; flip column 0 where det(axes) = -1
             det = torch.linalg.det(axes)

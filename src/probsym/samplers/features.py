@@ -117,3 +117,23 @@ def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
         return x
     real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
     return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def below_rounding(
+    vectors: Tensor, centroid: Tensor | None, mask: Tensor | None, dtype: torch.dtype
+) -> Tensor:
+    """Items whose vectors are no larger than the rounding error of their absolute position.
+
+    Points are known to ``eps·|x|``: a cloud far from the origin whose extent is below that has
+    no shape at the inputs' precision (coincident points become rounding noise once moved).
+    The RMS vector norm is compared with ``100·eps`` times the centroid's norm (0 without one).
+
+    Shapes:
+        vectors: ``(b, n, c, d)``, zero padding; centroid: ``(b, d)``; returns ``(b,)`` bool.
+    """
+    v = vectors.double()
+    count = v.shape[2] * (v.shape[1] if mask is None else mask.sum(dim=1).double())
+    radius = torch.sqrt(v.square().sum(dim=(1, 2, 3)) / torch.as_tensor(count).clamp_min(1))
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
+    position = 0.0 if centroid is None else centroid.double().norm(dim=-1)
+    return radius <= 100 * eps * position + torch.finfo(torch.float64).tiny

@@ -216,7 +216,7 @@ class Frame(Sampler):
         floor = rounding_floor(FRAME_MARGIN, dtype)
         top = values[:, -1:].clamp_min(0)
         gaps = (values[:, 1:] - values[:, :-1]) / torch.where(top > 0, top, torch.ones_like(top))
-        degenerate = top[:, 0] <= 0
+        degenerate = features.below_rounding(v, origin, features.get_mask(sig, inputs), dtype)
         if d > 1:
             degenerate |= gaps.min(dim=1).values < floor
         # eigh returns each axis with an arbitrary sign; orient it by the sign of the third moment

@@ -183,8 +183,8 @@ class Learned(Sampler):
             centroid = (
                 features.point_centroid(sig, inputs) if self.spatial.has_translations else None
             )
-            v = features.node_vectors(sig, inputs, centroid).to(dtype)  # (b, n, c, d)
-            v, radius = normalize_radius(v, mask)
+            v_raw = features.node_vectors(sig, inputs, centroid).to(dtype)  # (b, n, c, d)
+            v, _ = normalize_radius(v_raw, mask)
             v = fold_samples(v, s)
             if "vectors" in noise:
                 v = add_vector_noise(v, noise["vectors"].to(dtype), mask_f)
@@ -195,7 +195,8 @@ class Learned(Sampler):
             frame, invariants = self.vectors(v, gate, mask_f)
             rotation, margin = frame_from_vectors(frame.transpose(1, 2), self.spatial.proper)
             degenerate |= margin < rounding_floor(FRAME_MARGIN, input_dtype)
-            degenerate |= fold_samples(radius == 0, s)
+            shapeless = features.below_rounding(v_raw, centroid, mask, input_dtype)
+            degenerate |= fold_samples(shapeless, s)
             rotation = rotation.to(_geometric_dtype(sig, inputs))
             translation = None if centroid is None else fold_samples(centroid, s)
             spatial = make_spatial(self.spatial, rotation, translation)

@@ -22,15 +22,21 @@ def normalize_scores(scores: Tensor, mask: Tensor | None, eps: float = 1e-6) -> 
     reference, which only normalises) removes an offset shared by all nodes: such an offset leaves
     the argsort unchanged but, after normalisation, squeezes all score gaps towards zero, which
     makes the relaxation uninformative and float32 ties likely. Both steps are permutation-
-    equivariant and keep the order of the scores.
+    equivariant and keep the order of the scores. Graphs whose centred scores are below ``eps``
+    times their raw scores (every node alike, up to rounding) are divided by that floor instead,
+    so that their rounding residue stays below the tie-break noise.
     """
+    raw = scores if mask is None else scores * mask.to(scores.dtype)
     if mask is None:
         scores = scores - scores.mean(dim=1, keepdim=True)
     else:
         real = mask.to(scores.dtype)
         mean = (scores * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp_min(1)
         scores = (scores - mean) * real
-    return scores / scores.norm(dim=1, keepdim=True).clamp_min(eps)
+    # Nodes whose scores agree up to rounding (all nodes alike) must stay tied: dividing their
+    # rounding residue by its own tiny norm would blow it up past the tie-break noise.
+    floor = (eps * raw.detach().norm(dim=1, keepdim=True)).clamp_min(eps)
+    return scores / torch.maximum(scores.norm(dim=1, keepdim=True), floor)
 
 
 def soft_permutation(

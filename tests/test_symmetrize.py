@@ -168,3 +168,34 @@ def test_inputs_named_like_forward_arguments_are_rejected(name):
     sig = probsym.Signature({"x": fields.node}, fields.scalar, mask=name)
     with pytest.raises(ValueError, match=rf"the mask name '{name}' collides .* reserved names"):
         probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), sig))
+
+
+def test_bool_and_integer_node_inputs_train_like_their_float_copies():
+    """A bool adjacency or integer node types carry no gradient: no straight-through term for them
+    (it used to multiply a float relaxation into a bool tensor), the same output as float copies,
+    and the sampler still gets gradients through the (float) outputs."""
+    sig = probsym.Signature({"x": fields.node, "adj": fields.pair}, fields.node)
+
+    class Base(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 1)
+
+        def forward(self, x, adj, mask):
+            degree = adj.float().sum(2)  # (b, n, 1)
+            return self.linear(torch.cat([x.float(), degree], dim=-1))
+
+    gen = torch.Generator().manual_seed(0)
+    adj = torch.rand(3, 5, 5, 1, generator=gen) < 0.5
+    adj = adj | adj.transpose(1, 2)
+    x = torch.randint(0, 4, (3, 5, 1), generator=gen)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    sampler = samplers.Learned(groups.Sn(), sig, hidden_dim=8, num_layers=1)
+    model = probsym.Symmetrize(Base(), sampler, num_samples=2).train()
+    noise = sampler.sample_noise({"x": x, "adj": adj, "mask": mask}, 2, gen)
+    out = model(x=x, adj=adj, mask=mask, noise=noise)
+    ref = model(x=x.float(), adj=adj.float(), mask=mask, noise=noise)
+    torch.testing.assert_close(out.value, ref.value)
+    out.value.square().sum().backward()
+    grads = [p.grad for p in sampler.parameters()]
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)

@@ -7,8 +7,10 @@ Conventions, stated once for the whole library:
 * **Batched elements.** An element holds tensors with one leading batch axis ``B`` (a batch of
   inputs, or inputs times samples folded b-major). ``g @ h`` and ``g.inverse()`` work row-wise.
 * **Padding.** Node axes are padded to a common size ``n``; ``mask`` is ``(B, n)`` bool with
-  ``True`` on real nodes. Group elements never move a padded node into a real slot, and actions
-  leave padded entries of node fields untouched.
+  ``True`` on real nodes, and an action's ``mask`` describes the layout of the tensor it acts on.
+  A permutation may move padding (the mask then moves with the nodes, as a node field); the
+  samplers' elements put real nodes first for the base model, and ``Sn.sample(mask=...)`` fixes
+  padded slots. Rotations and translations leave padded entries untouched.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from probsym import fields
 from probsym.folding import fold_samples
-from probsym.groups import Group, Permutation, join_element
+from probsym.groups import Group, GroupElement, Permutation, join_element
 from probsym.groups.permutation import order_by_keys
 from probsym.nn import DenseGIN, VectorNeuronEncoder
 from probsym.samplers import features
@@ -43,6 +43,7 @@ from probsym.samplers.base import (
     spatial_factor,
     zero,
 )
+from probsym.samplers.frame_inputs import add_vector_noise, geometric_features, normalize_radius
 from probsym.samplers.relax import (
     frame_from_vectors,
     normalize_scores,
@@ -175,121 +176,75 @@ class Learned(Sampler):
             h = h + noise["scalars"].to(dtype)
         if mask_f is not None:
             h = h * mask_f.unsqueeze(-1)
-        permutation = spatial = None
+        permutation = spatial = relaxed = None
         regularization = zero(h)
-        relaxed = None
         degenerate = torch.zeros(b * s, dtype=torch.bool, device=device)
         if self.spatial is not None:
-            centroid = (
-                features.point_centroid(sig, inputs) if self.spatial.has_translations else None
-            )
-            v_raw = features.node_vectors(sig, inputs, centroid).to(dtype)  # (b, n, c, d)
-            v, _ = normalize_radius(v_raw, mask)
-            v = fold_samples(v, s)
-            if "vectors" in noise:
-                v = add_vector_noise(v, noise["vectors"].to(dtype), mask_f)
-            v, invariant_gate = geometric_features(v, mask_f)
-            gate = (
-                invariant_gate if scalars is None else torch.cat([h[..., 1:], invariant_gate], -1)
-            )
-            frame, invariants = self.vectors(v, gate, mask_f)
-            rotation, margin = frame_from_vectors(frame.transpose(1, 2), self.spatial.proper)
-            degenerate |= margin < rounding_floor(FRAME_MARGIN, input_dtype)
-            shapeless = features.below_rounding(v_raw, centroid, mask, input_dtype)
-            degenerate |= fold_samples(shapeless, s)
-            rotation = rotation.to(_geometric_dtype(sig, inputs))
-            translation = None if centroid is None else fold_samples(centroid, s)
-            spatial = make_spatial(self.spatial, rotation, translation)
+            spatial, invariants, degenerate = self._draw_spatial(inputs, s, noise, h, scalars)
             h = torch.cat([h, invariants], dim=-1)
         if self.scores is not None:
-            score_dtype = next(self.scores.parameters()).dtype
-            adjacency = features.adjacency(sig, inputs, self.adjacency_name)
-            scores = self.scores(h.to(score_dtype), adjacency, mask_f).squeeze(-1)  # (B, n)
-            scores = normalize_scores(scores.to(dtype), mask_f)
-            scores = scores + self.tie_scale * noise["ties"].to(dtype)
-            keys = scores.detach()
-            index = order_by_keys(keys, mask_f)
-            if self.training and torch.is_grad_enabled():
-                # the relaxation only shapes gradients: the inputs' precision is enough for it
-                relaxed = soft_permutation(
-                    scores.to(input_dtype), index, mask_f, self.tau, self.sinkhorn_iterations
-                )
-                regularization = permutation_entropy(relaxed, mask_f)
-            permutation = Permutation(index, relaxed)
+            permutation, relaxed, regularization = self._draw_permutation(
+                inputs, noise, h, mask_f, input_dtype
+            )
         element = join_element(self.group, permutation, spatial)
         regularization = regularization.to(input_dtype)
         return Samples(element, regularization, relaxed, degenerate)
 
+    def _draw_spatial(
+        self,
+        inputs: Mapping[str, Tensor],
+        s: int,
+        noise: Mapping[str, Tensor],
+        h: Tensor,
+        scalars: Tensor | None,
+    ) -> tuple[GroupElement, Tensor, Tensor]:
+        """The rotation (and translation) part, the per-node invariants, and degenerate rows."""
+        sig, dtype = self.signature, self.dtype
+        mask = features.get_mask(sig, inputs)
+        mask_f = None if mask is None else fold_samples(mask, s)
+        input_dtype = _input_dtype(sig, inputs)
+        centroid = features.point_centroid(sig, inputs) if self.spatial.has_translations else None
+        v_raw = features.node_vectors(sig, inputs, centroid).to(dtype)  # (b, n, c, d)
+        v = fold_samples(normalize_radius(v_raw, mask)[0], s)
+        if "vectors" in noise:
+            v = add_vector_noise(v, noise["vectors"].to(dtype), mask_f)  # (B, n, c + d, d)
+        v, invariant_gate = geometric_features(v, mask_f)
+        gate = invariant_gate if scalars is None else torch.cat([h[..., 1:], invariant_gate], -1)
+        frame, invariants = self.vectors(v, gate, mask_f)
+        rotation, margin = frame_from_vectors(frame.transpose(1, 2), self.spatial.proper)
+        degenerate = margin < rounding_floor(FRAME_MARGIN, input_dtype)
+        degenerate |= fold_samples(features.below_rounding(v_raw, centroid, mask, input_dtype), s)
+        rotation = rotation.to(_geometric_dtype(sig, inputs))
+        translation = None if centroid is None else fold_samples(centroid, s)
+        return make_spatial(self.spatial, rotation, translation), invariants, degenerate
+
+    def _draw_permutation(
+        self,
+        inputs: Mapping[str, Tensor],
+        noise: Mapping[str, Tensor],
+        h: Tensor,
+        mask: Tensor | None,
+        input_dtype: torch.dtype,
+    ) -> tuple[Permutation, Tensor | None, Tensor]:
+        """The node order from scores (hard), its relaxation and entropy while training."""
+        dtype = self.dtype
+        score_dtype = next(self.scores.parameters()).dtype
+        adjacency = features.adjacency(self.signature, inputs, self.adjacency_name)
+        scores = self.scores(h.to(score_dtype), adjacency, mask).squeeze(-1)  # (B, n)
+        scores = normalize_scores(scores.to(dtype), mask)
+        scores = scores + self.tie_scale * noise["ties"].to(dtype)
+        index = order_by_keys(scores.detach(), mask)
+        relaxed, regularization = None, zero(h)
+        if self.training and torch.is_grad_enabled():
+            # the relaxation only shapes gradients: the inputs' precision is enough for it
+            relaxed = soft_permutation(
+                scores.to(input_dtype), index, mask, self.tau, self.sinkhorn_iterations
+            )
+            regularization = permutation_entropy(relaxed, mask)
+        return Permutation(index, relaxed), relaxed, regularization
+
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"group={self.group!r}, noise_scale={self.noise_scale}, tau={self.tau}"
-
-
-def normalize_radius(v: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Divide node vectors by their RMS norm over real nodes and channels (invariant, > 0).
-
-    Makes the frame independent of the input's scale (1e-6 and 1e6 clouds alike) and sets the
-    scale that the noise is relative to. All-zero inputs (coincident points) keep radius 0.
-
-    Shapes:
-        v: ``(b, n, c, d)`` with zero padding; mask ``(b, n)``; returns ``v`` and ``(b,)``.
-    """
-    nodes = torch.full(v.shape[:1], v.shape[1], dtype=v.dtype, device=v.device)
-    if mask is not None:
-        nodes = mask.sum(dim=1).to(v.dtype)
-    radius = torch.sqrt((v * v).sum(dim=(1, 2, 3)) / (nodes * v.shape[2]).clamp_min(1))
-    scale = torch.where(radius > 0, radius, torch.ones_like(radius))
-    return v / scale[:, None, None, None], radius
-
-
-def add_vector_noise(v: Tensor, noise: Tensor, mask: Tensor | None) -> Tensor:
-    """Noise added to the c input channels, then its last d channels appended as pure noise.
-
-    Shapes:
-        v: ``(B, n, c, d)``; noise: ``(B, n, c + d, d)``; returns ``(B, n, c + d, d)``.
-    """
-    c = v.shape[2]
-    v = torch.cat([v + noise[:, :, :c], noise[:, :, c:]], dim=2)
-    return v if mask is None else v * mask[:, :, None, None].to(v.dtype)
-
-
-def geometric_features(v: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Second-moment vector channels and per-node invariants that make frames well-conditioned.
-
-    Every Vector-Neuron channel of a node is a combination of that node's input channels, so a
-    positions-only cloud gives frame vectors ``Σ_i w_i x_i`` whose weights depend on ``|x_i|``
-    alone, nearly parallel at initialisation. With the deviatoric second moment
-    ``M = S - tr(S)/d · I`` of ``S = Σ v vᵀ``, scaled to unit Frobenius norm (equivariant:
-    ``M(Rx) = R M Rᵀ``), the channels ``v, M v, M² v`` span ``R^d`` for any cloud whose moment
-    has distinct eigenvalues (a Krylov basis; removing the trace keeps ``M v`` from being nearly
-    ``v / d``, which made that basis ill-conditioned), and the invariants ``|v|`` and ``vᵀ M v``
-    per channel let the network weight nodes differently. Each channel also enters weighted by
-    ``|v|``, ``|v|²`` and ``vᵀ M v``: centred positions sum to zero, so pooling ``v`` alone
-    cancels and the frame becomes a small difference of large terms (a large gain on rounding
-    error); the weighted sums do not cancel and point in independent directions.
-
-    Shapes:
-        v: ``(B, n, c, d)``, zero on padded nodes; returns vectors ``(B, n, 12c, d)`` and
-        invariants ``(B, n, 2c)``.
-    """
-    # matmul with broadcasting, not einsum: einsum lowers these to a bmm over B tiny matrices
-    # whose backward pass is 3-5x slower on CPU (measured)
-    moment = torch.matmul(v.transpose(-1, -2), v).sum(dim=1)  # Σ v vᵀ, (B, d, d)
-    d = v.shape[-1]
-    trace = torch.diagonal(moment, dim1=1, dim2=2).sum(-1)
-    eye = torch.eye(d, dtype=v.dtype, device=v.device)
-    moment = moment - (trace / d)[:, None, None] * eye  # deviatoric: M v is not ≈ v / d
-    size = moment.flatten(1).norm(dim=1)
-    moment = moment / torch.where(size > 0, size, torch.ones_like(size))[:, None, None]
-    norms = torch.sqrt((v * v).sum(-1) + 1e-24)  # (B, n, c)
-    # |v| v does not sum to zero over a centred cloud, so pooled frame vectors do not cancel
-    moment_rows = moment.unsqueeze(1)  # (B, 1, d, d); M is symmetric, so v M = (M v)ᵀ
-    quadratic = (v * torch.matmul(v, moment_rows)).sum(-1)  # vᵀ M v, (B, n, c)
-    weights = torch.stack([norms, norms * norms, quadratic], dim=-1)  # (B, n, c, 3) invariant
-    weighted = (weights.unsqueeze(-1) * v.unsqueeze(-2)).flatten(2, 3)  # (B, n, 3c, d)
-    base = torch.cat([v, weighted], dim=2)  # (B, n, 4c, d)
-    first = torch.matmul(base, moment_rows)  # M v
-    second = torch.matmul(first, moment_rows)  # M² v
-    return torch.cat([base, first, second], dim=2), torch.cat([norms, quadratic], dim=-1)
 
 
 class Canonical(Learned):

@@ -5,7 +5,7 @@ already cached), trains a plain transformer made S_n × E(3)-equivariant by prob
 symmetrization and the canonicalization baseline through ``probsym.train.loop.fit``, prints both
 test MSEs and the exact equivariance error of the trained PS model, and draws ``nbody_demo.png``.
 
-    python examples/nbody_demo.py            # about 3 minutes on 2 cores
+    python examples/nbody_demo.py            # about 5 minutes on 2 cores
     python examples/nbody_demo.py --small    # under a minute (the smoke test)
 """
 

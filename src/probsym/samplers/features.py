@@ -132,8 +132,10 @@ def below_rounding(
         vectors: ``(b, n, c, d)``, zero padding; centroid: ``(b, d)``; returns ``(b,)`` bool.
     """
     v = vectors.double()
-    count = v.shape[2] * (v.shape[1] if mask is None else mask.sum(dim=1).double())
-    radius = torch.sqrt(v.square().sum(dim=(1, 2, 3)) / torch.as_tensor(count).clamp_min(1))
+    nodes = torch.full(v.shape[:1], v.shape[1], dtype=v.dtype, device=v.device)
+    if mask is not None:
+        nodes = mask.sum(dim=1).to(v.dtype)
+    radius = torch.sqrt(v.square().sum(dim=(1, 2, 3)) / (nodes * v.shape[2]).clamp_min(1))
     eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
     position = 0.0 if centroid is None else centroid.double().norm(dim=-1)
     return radius <= 100 * eps * position + torch.finfo(torch.float64).tiny

@@ -186,8 +186,10 @@ def _scale_translations(
         squares = torch.where(mask.reshape(*mask.shape, *([1] * (squares.ndim - 2))), squares, 0.0)
         count = mask.sum(1).double() * (squares[0, 0].numel())
     else:
-        count = torch.full((x.shape[0],), float(squares[0].numel()), dtype=torch.float64)
-    scale = torch.sqrt(squares.flatten(1).sum(1) / count.clamp_min(1)).to(x.device)
+        count = torch.full(
+            (x.shape[0],), float(squares[0].numel()), dtype=torch.float64, device=x.device
+        )
+    scale = torch.sqrt(squares.flatten(1).sum(1) / count.clamp_min(1))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
 
     def rescale(element: GroupElement) -> GroupElement:

@@ -38,3 +38,10 @@ def test_config_rejects_counts_out_of_range(key, value, low):
 def test_zero_means_off_where_documented():
     config = cfg.resolve({"experiment": "nbody", "test_samples": 0, "limit": 0, "threads": 0})
     assert config.test_num_samples == config.eval_samples
+
+
+def test_eval_rejects_zero_samples_before_loading_the_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", str(tmp_path / "no-such-run"), "--eval-samples", "0"])
+    assert exit_info.value.code == 2
+    assert "--eval-samples" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument(
         "--eval-samples",
-        type=int,
+        type=_positive_int,
         default=None,
         help="samples per input (default: the run's test samples)",
     )
@@ -122,6 +122,14 @@ def config_from_args(args: argparse.Namespace):
     return experiment, config
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--eval-samples 0`` used to mean "the default")."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """``probsym train``."""
     from probsym.train.loop import fit
@@ -139,7 +147,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     run = restore(args.run_dir, "best")
     config, model = run.config, run.model
-    samples = args.eval_samples or config.test_num_samples
+    samples = config.test_num_samples if args.eval_samples is None else args.eval_samples
     torch.manual_seed(config.seed)
     device = next(model.parameters()).device
     test = evaluate(

@@ -16,6 +16,7 @@ from torch import Tensor
 from probsym.errors import InputError, MaskError, NonFiniteError, ShapeError, UnknownNameError
 from probsym.fields import Field
 from probsym.groups import Group
+from probsym.groups.padding import real_entries
 
 
 class BatchInfo(NamedTuple):
@@ -161,12 +162,7 @@ class Signature:
             finite = torch.isfinite(x)
             node_axes = self.inputs[name].node_axes
             if mask is not None and node_axes:
-                padded = ~mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
-                if node_axes == 2:
-                    padded = padded | ~mask.reshape(
-                        mask.shape[0], 1, mask.shape[1], *([1] * (x.ndim - 3))
-                    )
-                finite = finite | padded
+                finite = finite | ~real_entries(mask, x.ndim, node_axes)
             if not bool(finite.all()):
                 raise NonFiniteError(f"input {name!r} contains NaN or inf on a real node")
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from probsym.errors import InputError
 from probsym.fields import Field
 from probsym.folding import fold_samples, unfold_samples
-from probsym.groups.permutation import zero_padded
+from probsym.groups.padding import zero_padded
 from probsym.samplers import Sampler, Samples
 from probsym.signature import Signature
 
@@ -126,7 +126,7 @@ class Symmetrize(nn.Module):
             batch = next(iter(inputs.values())).shape[0]
         tensors, mask = sig.split(inputs)
         if mask is not None:  # padding carries no meaning: nothing read from it may reach outputs
-            tensors = {k: zero_padding(x, mask, sig.inputs[k]) for k, x in tensors.items()}
+            tensors = {k: zero_padded(x, mask, sig.inputs[k].node_axes) for k, x in tensors.items()}
             inputs = {**tensors, sig.mask: mask}
         samples = self.sampler(inputs, num_samples, noise=noise, generator=generator)
         s = self.sampler.samples_per_input(num_samples)
@@ -149,10 +149,10 @@ class Symmetrize(nn.Module):
         per_sample = {}
         for k, v in outputs.items():
             if mask_base is not None:  # before g acts: 0 * nan in a backward pass is nan too
-                v = zero_padding(v, mask_base, fields[k])
+                v = zero_padded(v, mask_base, fields[k].node_axes)
             v = g.act(v, fields[k], mask_base)
             if mask_f is not None:
-                v = zero_padding(v, mask_f, fields[k])
+                v = zero_padded(v, mask_f, fields[k].node_axes)
             per_sample[k] = unfold_samples(v, s)
         value = {k: v.mean(dim=1) for k, v in per_sample.items()}
         if isinstance(y, Tensor):
@@ -166,11 +166,6 @@ class Symmetrize(nn.Module):
 
 
 _NODE = Field(1, "scalar")
-
-
-def zero_padding(x: Tensor, mask: Tensor, field: Field) -> Tensor:
-    """``x`` with its padded node entries set to zero (by selection: ``0 * nan`` is nan)."""
-    return zero_padded(x, mask, field.node_axes)
 
 
 #: Keywords of :meth:`Symmetrize.forward` (and ``self``), which no input or mask may be named.

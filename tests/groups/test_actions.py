@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from probsym import fields, groups
 from probsym.fields import Field
 from probsym.groups import Orthogonal, Permutation, Rigid
-from probsym.groups.permutation import zero_padded
+from probsym.groups.padding import zero_padded
 from probsym.testing.strategies import (
     PaddedGraphs,
     all_groups,

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from probsym.fields import Field
 from probsym.groups.base import Group, GroupElement
+from probsym.groups.padding import real_entries
 
 
 def rotate(x: Tensor, rotation: Tensor) -> Tensor:
@@ -27,12 +28,7 @@ def keep_padding(y: Tensor, x: Tensor, field: Field, mask: Tensor | None) -> Ten
     """Restore the padded node entries of ``x`` in ``y`` (actions leave padding untouched)."""
     if mask is None or field.node_axes == 0:
         return y
-    real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
-    if field.node_axes == 2:
-        real = real.unsqueeze(2) & mask.reshape(
-            mask.shape[0], 1, mask.shape[1], *([1] * (x.ndim - 3))
-        )
-    return torch.where(real, y, x)
+    return torch.where(real_entries(mask, x.ndim, field.node_axes), y, x)
 
 
 def haar_orthogonal(

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from probsym.fields import Field
 from probsym.groups.base import Group, GroupElement
+from probsym.groups.padding import zero_padded
 
 
 def _batch_index(index: Tensor) -> Tensor:
@@ -128,19 +129,6 @@ class Permutation(GroupElement):
             (_batch_index(self.index).expand(batch, n), self.index, columns),
             torch.ones((), dtype=dtype, device=self.index.device),
         )
-
-
-def zero_padded(x: Tensor, mask: Tensor, node_axes: int) -> Tensor:
-    """``x`` with every entry on a padded node (of any node axis) set to zero, by selection.
-
-    Selection (``torch.where``), not multiplication: ``0 * nan`` is ``nan``.
-    """
-    if node_axes == 0:
-        return x
-    real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
-    if node_axes == 2:
-        real = real & mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (x.ndim - 3)))
-    return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _straight_through_term(

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from probsym.groups import masked_centroid
+from probsym.groups.padding import zero_padded
 from probsym.signature import Signature
 
 
@@ -66,7 +67,7 @@ def node_scalars(signature: Signature, inputs: Mapping[str, Tensor]) -> Tensor |
     if not parts:
         return None
     scalars = torch.cat([p.to(torch.promote_types(p.dtype, torch.float32)) for p in parts], dim=-1)
-    return zero_padding(scalars, get_mask(signature, inputs))
+    return zero_padded(scalars, get_mask(signature, inputs), 1)
 
 
 def point_centroid(signature: Signature, inputs: Mapping[str, Tensor]) -> Tensor | None:
@@ -108,15 +109,7 @@ def node_vectors(
     if not parts:
         return None
     v = torch.cat([p.to(parts[0].dtype) for p in parts], dim=2)
-    return zero_padding(v, mask)
-
-
-def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
-    """``x`` ``(b, n, ...)`` with padded nodes set to zero by selection (``0 * nan`` is nan)."""
-    if mask is None:
-        return x
-    real = mask.reshape(*mask.shape, *([1] * (x.ndim - 2)))
-    return torch.where(real, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return zero_padded(v, mask, 1)
 
 
 def below_rounding(

@@ -26,6 +26,7 @@ from probsym.groups import (
     Rigid,
     split_element,
 )
+from probsym.groups.padding import real_entries
 from probsym.samplers.relax import slot_mask
 from probsym.signature import Signature
 from probsym.symmetrize import Symmetrize
@@ -108,11 +109,7 @@ def _node_weight(fld: Field, mask: Tensor | None, like: Tensor) -> Tensor | None
     """1 on real entries, 0 on padded node entries (their values carry no meaning)."""
     if mask is None or fld.node_axes == 0:
         return None
-    m = mask.double()
-    w = m.reshape(*m.shape, *([1] * (like.ndim - 2)))
-    if fld.node_axes == 2:
-        w = w * m.reshape(m.shape[0], 1, m.shape[1], *([1] * (like.ndim - 3)))
-    return w
+    return real_entries(mask, like.ndim, fld.node_axes).double()
 
 
 def _as_dict(y: Tensor | Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -183,7 +180,7 @@ def _scale_translations(
     x = tensors[name].double()
     squares = x.square().sum(-1)  # (b, [n,] *c)
     if mask is not None and signature.inputs[name].node_axes:
-        squares = torch.where(mask.reshape(*mask.shape, *([1] * (squares.ndim - 2))), squares, 0.0)
+        squares = torch.where(real_entries(mask, squares.ndim, 1), squares, 0.0)
         count = mask.sum(1).double() * (squares[0, 0].numel())
     else:
         count = torch.full(

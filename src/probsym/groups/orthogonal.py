@@ -47,12 +47,12 @@ def haar_orthogonal(
     return fix_determinant(q) if proper else q
 
 
-def fix_determinant(q: Tensor) -> Tensor:
-    """Multiply the first column by ``det(q)`` so that the result lies in SO(d)."""
+def fix_determinant(q: Tensor, column: int = 0) -> Tensor:
+    """Multiply one column (the first by default) by ``sign(det q)``: the result lies in SO(d)."""
     det = torch.linalg.det(q)
     sign = torch.where(det < 0, -torch.ones_like(det), torch.ones_like(det))
     scale = torch.ones_like(q[:, 0, :])
-    scale[:, 0] = sign
+    scale[:, column] = sign
     return q * scale.unsqueeze(1)
 
 

@@ -132,3 +132,22 @@ def below_rounding(
     eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
     position = 0.0 if centroid is None else centroid.double().norm(dim=-1)
     return radius <= 100 * eps * position + torch.finfo(torch.float64).tiny
+
+
+def geometric_dtype(signature: Signature, inputs: Mapping[str, Tensor]) -> torch.dtype:
+    """The dtype group elements act in: that of the first floating vector or point input.
+
+    float32 when there is none (geometric inputs are checked to be floating point).
+    """
+    for name, fld in signature.inputs.items():
+        if fld.geometry != "scalar" and inputs[name].is_floating_point():
+            return inputs[name].dtype
+    return torch.float32
+
+
+def working_dtype(inputs: Mapping[str, Tensor]) -> torch.dtype:
+    """The inputs' working precision: their lowest floating dtype (float32 when none is)."""
+    dtypes = [x.dtype for x in inputs.values() if x.is_floating_point()]
+    if not dtypes:
+        return torch.float32
+    return max(dtypes, key=lambda t: torch.finfo(t).eps)

@@ -212,7 +212,7 @@ class Frame(Sampler):
         values, axes = torch.linalg.eigh(moment)  # columns: principal axes, ascending variance
         b, d = axes.shape[0], axes.shape[-1]
         # The axes are unique (up to sign) only where the eigenvalues are distinct.
-        dtype = next(inputs[k] for k, f in sig.inputs.items() if f.geometry != "scalar").dtype
+        dtype = features.geometric_dtype(sig, inputs)
         floor = rounding_floor(FRAME_MARGIN, dtype)
         top = values[:, -1:].clamp_min(0)
         gaps = (values[:, 1:] - values[:, :-1]) / torch.where(top > 0, top, torch.ones_like(top))

@@ -167,7 +167,7 @@ class Learned(Sampler):
         b = features.batch_size(sig, inputs)
         n = features.node_count(sig, inputs)
         device = inputs[next(iter(sig.inputs))].device
-        input_dtype = _input_dtype(sig, inputs)
+        input_dtype = features.working_dtype(inputs)
         scalars = features.node_scalars(sig, inputs)
         scalars = None if scalars is None else scalars.to(dtype)
         ones = torch.ones(b, n, 1, device=device, dtype=dtype)
@@ -181,7 +181,9 @@ class Learned(Sampler):
         regularization = zero(h)
         degenerate = torch.zeros(b * s, dtype=torch.bool, device=device)
         if self.spatial is not None:
-            spatial, invariants, degenerate = self._draw_spatial(inputs, s, noise, h, scalars)
+            spatial, invariants, degenerate = self._draw_spatial(
+                inputs, s, noise, h, scalars, mask, input_dtype
+            )
             h = torch.cat([h, invariants], dim=-1)
         if self.scores is not None:
             permutation, relaxed, regularization = self._draw_permutation(
@@ -198,12 +200,12 @@ class Learned(Sampler):
         noise: Mapping[str, Tensor],
         h: Tensor,
         scalars: Tensor | None,
+        mask: Tensor | None,
+        input_dtype: torch.dtype,
     ) -> tuple[GroupElement, Tensor, Tensor]:
         """The rotation (and translation) part, the per-node invariants, and degenerate rows."""
         sig, dtype = self.signature, self.dtype
-        mask = features.get_mask(sig, inputs)
         mask_f = None if mask is None else fold_samples(mask, s)
-        input_dtype = _input_dtype(sig, inputs)
         centroid = features.point_centroid(sig, inputs) if self.spatial.has_translations else None
         v_raw = features.node_vectors(sig, inputs, centroid).to(dtype)  # (b, n, c, d)
         v = fold_samples(normalize_radius(v_raw, mask)[0], s)
@@ -215,7 +217,7 @@ class Learned(Sampler):
         rotation, margin = frame_from_vectors(frame.transpose(1, 2), self.spatial.proper)
         degenerate = margin < rounding_floor(FRAME_MARGIN, input_dtype)
         degenerate |= fold_samples(features.below_rounding(v_raw, centroid, mask, input_dtype), s)
-        rotation = rotation.to(_geometric_dtype(sig, inputs))
+        rotation = rotation.to(features.geometric_dtype(sig, inputs))
         translation = None if centroid is None else fold_samples(centroid, s)
         return make_spatial(self.spatial, rotation, translation), invariants, degenerate
 
@@ -300,17 +302,3 @@ def _scalar_channels(signature: Signature, inputs: Mapping[str, Tensor]) -> int:
 def _vector_channels(signature: Signature, inputs: Mapping[str, Tensor]) -> int:
     vectors = features.node_vectors(signature, inputs, None)
     return 0 if vectors is None else vectors.shape[2]
-
-
-def _geometric_dtype(signature: Signature, inputs: Mapping[str, Tensor]) -> torch.dtype:
-    """The dtype elements act in: that of the first vector or point input."""
-    name = next(k for k, f in signature.inputs.items() if f.geometry != "scalar")
-    return inputs[name].dtype
-
-
-def _input_dtype(signature: Signature, inputs: Mapping[str, Tensor]) -> torch.dtype:
-    """The working precision of the inputs: the lowest floating dtype among them."""
-    dtypes = [x.dtype for x in inputs.values() if x.is_floating_point()]
-    if not dtypes:
-        return torch.float32
-    return max(dtypes, key=lambda t: torch.finfo(t).eps)

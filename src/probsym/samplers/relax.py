@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from probsym.groups.orthogonal import fix_determinant
+
 
 def normalize_scores(scores: Tensor, mask: Tensor | None, eps: float = 1e-6) -> Tensor:
     """Centre, then L2-normalise scores over each graph's real nodes.
@@ -211,9 +213,7 @@ def frame_from_vectors(vectors: Tensor, proper: bool) -> tuple[Tensor, Tensor]:
     q, residuals = _gram_schmidt(vectors, 1e-6)
     d = vectors.shape[-1]
     if proper:
-        det = torch.linalg.det(q)
-        sign = torch.where(det < 0, -torch.ones_like(det), torch.ones_like(det))
-        q = torch.cat([q[:, :, :-1], q[:, :, -1:] * sign.view(-1, 1, 1)], dim=2)
+        q = fix_determinant(q, column=-1)
         residuals = residuals[:, : d - 1]
     if residuals.shape[1] == 0:
         return q, torch.full(q.shape[:1], float("inf"), dtype=q.dtype, device=q.device)

@@ -66,7 +66,7 @@ class Uniform(Sampler):
         """
         b = features.batch_size(self.signature, inputs)
         device = inputs[next(iter(self.signature.inputs))].device
-        dtype = _geometric_dtype(self.signature, inputs)
+        dtype = features.geometric_dtype(self.signature, inputs)
         noise = {}
         if "keys" in self.noise_fields:
             n = features.node_count(self.signature, inputs)
@@ -88,18 +88,10 @@ class Uniform(Sampler):
             folded_mask = None if mask is None else fold_samples(mask, num_samples)
             permutation = Permutation(order_by_keys(noise["keys"], folded_mask))
         if self.spatial is not None:
-            frame = noise["frame"].to(_geometric_dtype(self.signature, inputs))
+            frame = noise["frame"].to(features.geometric_dtype(self.signature, inputs))
             rotation = orthogonal_from_vectors(frame.transpose(1, 2), self.spatial.proper)
             centroid = features.point_centroid(self.signature, inputs)
             translation = None if centroid is None else fold_samples(centroid, num_samples)
             spatial = make_spatial(self.spatial, rotation, translation)
         reference = next(iter(noise.values()))
         return Samples(join_element(self.group, permutation, spatial), zero(reference))
-
-
-def _geometric_dtype(signature: Signature, inputs: Mapping[str, Tensor]) -> torch.dtype:
-    """The floating dtype of the first vector or point input (float32 when there is none)."""
-    for name, fld in signature.inputs.items():
-        if fld.geometry != "scalar" and inputs[name].is_floating_point():
-            return inputs[name].dtype
-    return torch.float32

@@ -104,8 +104,13 @@ def input_fields(group: Group) -> dict[str, Field]:
     return particles
 
 
-def output_fields(group: Group, output: Output) -> Field | dict[str, Field]:
-    """A graph-level invariant, or a dict of equivariant outputs that fit the group."""
+def output_fields(
+    group: Group, output: Output, node_outputs: bool = False
+) -> Field | dict[str, Field]:
+    """A graph-level invariant, or a dict of equivariant outputs that fit the group.
+
+    Node outputs come with S_n alone, and under products too when ``node_outputs``.
+    """
     if output == "invariant":
         return fields.scalar
     out: dict[str, Field] = {}
@@ -116,7 +121,7 @@ def output_fields(group: Group, output: Output) -> Field | dict[str, Field]:
             out.update(vel=fields.node_vector, axis=fields.vector)
     if group.acts_on_nodes:
         out.update(pair=fields.pair)
-        if group.dim is None:
+        if group.dim is None or node_outputs:
             out.update(node=fields.node)
     return out
 

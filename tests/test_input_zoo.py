@@ -23,9 +23,18 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import probsym
-from cases import BASES, CASE_IDS, CASES, GROUPS, METHODS, SAMPLER_OPTIONS, Case, make_base
+from cases import (
+    BASES,
+    CASE_IDS,
+    CASES,
+    GROUPS,
+    METHODS,
+    SAMPLER_OPTIONS,
+    Case,
+    make_base,
+    output_fields,
+)
 from probsym import fields, groups, samplers
-from probsym.fields import Field
 from probsym.groups import Group, Permutation, join_element, split_element
 from probsym.testing import EquivarianceReport, equivariance_error
 from probsym.testing.strategies import ZooInput, all_groups, zoo_inputs
@@ -64,21 +73,6 @@ def group_id(group: Group) -> str:
     return repr(group).replace("S_n", "Sn").replace(" × ", "*").replace("(", "").replace(")", "")
 
 
-def output_fields(group: Group, output: str) -> Field | dict[str, Field]:
-    """``fields.scalar``, or every equivariant output that fits the group."""
-    if output == "invariant":
-        return fields.scalar
-    out: dict[str, Field] = {}
-    if group.dim is not None:
-        if group.has_translations:
-            out.update(pos=fields.node_point, center=fields.point)
-        else:
-            out.update(vel=fields.node_vector, axis=fields.vector)
-    if group.acts_on_nodes:
-        out.update(node=fields.node, pair=fields.pair)
-    return out
-
-
 def zoo_model(
     group: Group,
     method: str,
@@ -91,7 +85,7 @@ def zoo_model(
 ) -> probsym.Symmetrize:
     """``Symmetrize(base, sampler)`` for the recipe's inputs, small, moved to ``dtype``."""
     torch.manual_seed(spec.seed % 2**31)  # weights replay with the example
-    sig = probsym.Signature(spec.fields(), output_fields(group, output))
+    sig = probsym.Signature(spec.fields(), output_fields(group, output, node_outputs=True))
     sampler = samplers.resolve(method, group, sig, **SAMPLER_OPTIONS.get(method, {}))
     model = probsym.Symmetrize(make_base(base, sig, batch), sampler, num_samples=num_samples)
     # float32 is the default; float64 moves the model as a user would, right after construction

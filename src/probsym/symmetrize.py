@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probsym import fields
 from probsym.errors import InputError
-from probsym.fields import Field
 from probsym.folding import fold_samples, unfold_samples
 from probsym.groups.padding import zero_padded
 from probsym.samplers import Sampler, Samples
@@ -139,20 +139,20 @@ class Symmetrize(nn.Module):
         }
         mask_base = None
         if mask_f is not None:  # with S_n, the base sees its real nodes first (a prefix mask)
-            mask_base = g_inverse.act(mask_f, _NODE) if self.group.acts_on_nodes else mask_f
+            mask_base = g_inverse.act(mask_f, fields.node) if self.group.acts_on_nodes else mask_f
             base_inputs[sig.mask] = mask_base
         y = self.base(**base_inputs)
         if self.check_inputs:
             sig.check_outputs(y, batch * s, num_nodes, dim)
-        fields = sig.output_fields
+        laws = sig.output_fields
         outputs = {"": y} if isinstance(y, Tensor) else dict(y)
         per_sample = {}
         for k, v in outputs.items():
             if mask_base is not None:  # before g acts: 0 * nan in a backward pass is nan too
-                v = zero_padded(v, mask_base, fields[k].node_axes)
-            v = g.act(v, fields[k], mask_base)
+                v = zero_padded(v, mask_base, laws[k].node_axes)
+            v = g.act(v, laws[k], mask_base)
             if mask_f is not None:
-                v = zero_padded(v, mask_f, fields[k].node_axes)
+                v = zero_padded(v, mask_f, laws[k].node_axes)
             per_sample[k] = unfold_samples(v, s)
         value = {k: v.mean(dim=1) for k, v in per_sample.items()}
         if isinstance(y, Tensor):
@@ -163,9 +163,6 @@ class Symmetrize(nn.Module):
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"
-
-
-_NODE = Field(1, "scalar")
 
 
 #: Keywords of :meth:`Symmetrize.forward` (and ``self``), which no input or mask may be named.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from probsym import fields
 from probsym.fields import Field
 from probsym.groups import (
     Group,
@@ -207,7 +208,7 @@ def transform_inputs(
     tensors, mask = signature.split(inputs)
     out = {k: g.act(x, signature.inputs[k], mask) for k, x in tensors.items()}
     if mask is not None:
-        out[signature.mask] = g.act(mask, Field(1, "scalar"))
+        out[signature.mask] = g.act(mask, fields.node)
     return out
 
 
@@ -241,11 +242,11 @@ def equivariance_error(
         g = random_element(group, inputs, signature, generator)
     group.check_element(g)
     transformed = transform_inputs(g, inputs, signature)
-    _, mask = signature.split(inputs)
+    tensors, mask = signature.split(inputs)
     mask_g = transformed.get(signature.mask) if mask is not None else None
     notes: list[str] = []
     rows: list[OutputError] = []
-    batch = next(iter(signature.split(inputs)[0].values())).shape[0]
+    batch = next(iter(tensors.values())).shape[0]
     keep = torch.ones(batch, dtype=torch.bool)
     with _eval_mode(model), torch.no_grad():
         if symmetrized:
@@ -281,10 +282,10 @@ def equivariance_error(
         else:
             y, y_g = model(**inputs), model(**transformed)
             keep_device = None
-    fields = signature.output_fields
+    laws = signature.output_fields
     g64 = g.map(lambda t: t.double() if t.is_floating_point() else t)
     for name, value in _as_dict(y).items():
-        fld = fields[name]
+        fld = laws[name]
         expected = g64.act(value.double(), fld, mask)
         actual = _as_dict(y_g)[name]
         weight = _node_weight(fld, mask_g, actual)
@@ -441,10 +442,10 @@ def statistical_equivariance_test(
         b = model(**transformed, keep_samples=True, num_samples=num_draws, generator=generator)
     g_inverse = g.inverse().map(_to_double)
     z = []
-    fields = signature.output_fields
+    laws = signature.output_fields
     per_a, per_b = _as_dict(a.per_sample), _as_dict(b.per_sample)
     summary_a = summary_b = 0.0
-    for name, fld in fields.items():
+    for name, fld in laws.items():
         draws_a = per_a[name].double()  # (b, M, ...)
         draws_b = per_b[name].double()
         batch, m = draws_b.shape[:2]

@@ -199,3 +199,29 @@ def test_bool_and_integer_node_inputs_train_like_their_float_copies():
     out.value.square().sum().backward()
     grads = [p.grad for p in sampler.parameters()]
     assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+@pytest.mark.parametrize("case", ONE_PER_GROUP[:3], ids=[c.id for c in ONE_PER_GROUP[:3]])
+def test_eval_chunks_bound_the_base_call_and_keep_the_average(case: Case):
+    model, base, batch = counting_model(case, eval_num_samples=5)
+    model.eval()
+    noise = model.sampler.sample_noise(batch, 5, generator=torch.Generator().manual_seed(0))
+    whole = model(**batch, noise=noise).value
+    model.eval_chunk_size = 7
+    base.calls.clear()
+    chunked = model(**batch, noise=noise).value
+    rows = batch["mask"].shape[0] * model.sampler.samples_per_input(5)
+    assert [len(c["mask"]) for c in base.calls] == [min(7, rows - i) for i in range(0, rows, 7)]
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    model.train()  # training mode never chunks (batch statistics must see the whole batch)
+    base.calls.clear()
+    model(**batch, noise=model.sampler.sample_noise(batch, 3))
+    assert len(base.calls) == 1
+
+
+def test_eval_chunk_size_must_be_positive():
+    with pytest.raises(ValueError, match="eval_chunk_size"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), SIG_SN), eval_chunk_size=0)
+
+
+SIG_SN = probsym.Signature({"x": fields.node}, fields.node)

@@ -55,6 +55,11 @@ class Symmetrize(nn.Module):
         num_samples: Samples N per input in training mode.
         eval_num_samples: Samples per input in eval mode (defaults to ``num_samples``).
         check_inputs: Validate shapes, masks and finiteness on every call (one device sync).
+        eval_chunk_size: In eval mode, call the base on at most this many folded inputs
+            (``b * N`` rows) at a time, so evaluation memory is bounded whatever ``N`` and the
+            batch are (the average is unchanged; a base whose output for one row depends on the
+            other rows of its batch, like BatchNorm in training mode, is not chunked: training
+            mode never chunks). ``None``: one call.
 
     Shapes:
         Inputs as declared by ``signature``, batch ``b``; outputs likewise.
@@ -72,6 +77,7 @@ class Symmetrize(nn.Module):
         num_samples: int = 1,
         eval_num_samples: int | None = None,
         check_inputs: bool = True,
+        eval_chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         signature = signature if signature is not None else sampler.signature
@@ -84,6 +90,9 @@ class Symmetrize(nn.Module):
         self.base, self.sampler, self.signature = base, sampler, signature
         self.num_samples, self.eval_num_samples = num_samples, eval_num_samples
         self.check_inputs = check_inputs
+        self.eval_chunk_size = (
+            None if eval_chunk_size is None else _check_count("eval_chunk_size", eval_chunk_size)
+        )
 
     @property
     def group(self):
@@ -141,7 +150,7 @@ class Symmetrize(nn.Module):
         if mask_f is not None:  # with S_n, the base sees its real nodes first (a prefix mask)
             mask_base = g_inverse.act(mask_f, fields.node) if self.group.acts_on_nodes else mask_f
             base_inputs[sig.mask] = mask_base
-        y = self.base(**base_inputs)
+        y = self._call_base(base_inputs)
         if self.check_inputs:
             sig.check_outputs(y, batch * s, num_nodes, dim)
         laws = sig.output_fields
@@ -160,6 +169,20 @@ class Symmetrize(nn.Module):
         if keep_samples:
             return Symmetrized(value, samples.regularization, samples, per_sample)
         return Symmetrized(value, samples.regularization)
+
+    def _call_base(self, base_inputs: dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
+        """``f(**base_inputs)``, in chunks of ``eval_chunk_size`` rows in eval mode."""
+        rows = next(iter(base_inputs.values())).shape[0]
+        chunk = self.eval_chunk_size
+        if self.training or chunk is None or rows <= chunk:
+            return self.base(**base_inputs)
+        parts = [
+            self.base(**{k: v[start : start + chunk] for k, v in base_inputs.items()})
+            for start in range(0, rows, chunk)
+        ]
+        if isinstance(parts[0], Tensor):
+            return torch.cat(parts)
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
         return f"num_samples={self.num_samples}, eval_num_samples={self.eval_num_samples}"

@@ -10,6 +10,7 @@ from probsym.errors import UnknownNameError
 from probsym.groups import Group
 from probsym.samplers.base import Sampler, Samples
 from probsym.samplers.frame import Frame
+from probsym.samplers.identity import Identity
 from probsym.samplers.learned import Canonical, Learned
 from probsym.samplers.uniform import Uniform
 from probsym.signature import Signature
@@ -38,6 +39,7 @@ __all__ = [
     "METHODS",
     "Canonical",
     "Frame",
+    "Identity",
     "Learned",
     "Sampler",
     "Samples",

@@ -20,6 +20,9 @@ from probsym.samplers.base import Sampler, Samples, zero
 class Identity(Sampler):
     """One identity element per input, whatever ``num_samples`` is asked for."""
 
+    #: The identity does not move with the input, so only the outputs can be checked.
+    elements_transform_exactly = False
+
     def samples_per_input(self, num_samples: int) -> int:
         """Always 1: every sample would be the same element."""
         return 1

@@ -175,8 +175,9 @@ def _check_graph(i: int, graph: Data) -> int:
     n = x.size(0)
     if n == 0:
         raise MaskError(f"graph {i} has no nodes; every graph needs at least one real node")
-    if graph.num_nodes is not None and graph.num_nodes != n:
-        raise ShapeError(f"graph {i}: x has {n} rows but num_nodes is {graph.num_nodes}")
+    declared = graph.num_nodes  # a PyG property that walks the graph's stores: read it once
+    if declared is not None and declared != n:
+        raise ShapeError(f"graph {i}: x has {n} rows but num_nodes is {declared}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ShapeError(
             f"graph {i}: edge_index must have shape (2, e), got {tuple(edge_index.shape)}"

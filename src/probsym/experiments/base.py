@@ -27,9 +27,7 @@ class BatchSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> Iterator[Split]:
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Split]:
         """One epoch of batches, shuffled by ``generator`` (a fixed order without)."""
         ...
 

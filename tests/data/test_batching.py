@@ -160,3 +160,24 @@ def test_add_degree_feature_counts_isolated_nodes():
 def test_add_degree_feature_needs_x():
     with pytest.raises(DataError, match="x and edge_index"):
         add_degree_feature(Data(edge_index=torch.zeros(2, 0, dtype=torch.long), num_nodes=2))
+
+
+def test_collate_edge_attr_lands_on_pairs_and_validates():
+    graph = path_graph(3)
+    graph.edge_attr = torch.arange(4, dtype=torch.float32)  # one channel, (e,) form
+    other = path_graph(2)
+    other.edge_attr = torch.tensor([7.0, 8.0])
+    batch = collate_dense([graph, other], edge_attr=True)
+    assert batch["edge_attr"].shape == (2, 3, 3, 1)
+    for k, (u, v) in enumerate(graph.edge_index.t().tolist()):
+        assert batch["edge_attr"][0, u, v, 0] == k
+    assert batch["edge_attr"][1, ..., 0].tolist() == [[0, 7, 0], [8, 0, 0], [0, 0, 0]]
+    assert "edge_attr" not in collate_dense([graph, other])
+    other.edge_attr = torch.ones(2, 2)
+    with pytest.raises(ShapeError, match="edge_attr: all graphs need the same channel count"):
+        collate_dense([graph, other], edge_attr=True)
+    other.edge_attr = torch.ones(3, 1)
+    with pytest.raises(ShapeError, match=r"graph 1: edge_attr must have shape \(2, e\)"):
+        collate_dense([graph, other], edge_attr=True)
+    with pytest.raises(DataError, match="graph 0 has no edge_attr"):
+        collate_dense([path_graph(2)], edge_attr=True)

@@ -52,6 +52,7 @@ def collate_dense(
     graphs: Sequence[Data],
     n_max: int | None = None,
     label_level: Literal["graph", "node"] = "graph",
+    edge_attr: bool = False,
 ) -> dict[str, Tensor]:
     """Batch graphs into padded dense tensors.
 
@@ -63,21 +64,24 @@ def collate_dense(
         label_level: ``"graph"``: each ``y`` has leading size 1 (or is a scalar) and the labels
             concatenate to ``(b, ...)``. ``"node"``: each ``y`` has leading size ``n_i`` and is
             padded with zeros to ``(b, n, ...)``. Declared, never guessed from shapes.
+        edge_attr: Also densify each graph's ``edge_attr`` (``(e_i,)`` or ``(e_i, e)``) into a
+            pair tensor; entries of duplicated edges add up, non-edges are zero.
 
     Returns:
         A dict with ``x`` float32, ``adj`` float32 (1.0 for an edge, also for duplicated edges),
-        ``mask`` bool, and ``y`` when the graphs carry labels.
+        ``mask`` bool, ``y`` when the graphs carry labels, and ``edge_attr`` float32 when asked.
 
     Shapes:
         x: ``(b, n, c)`` · adj: ``(b, n, n, 1)`` · mask: ``(b, n)`` · y: ``(b, ...)`` or
-        ``(b, n, ...)``.
+        ``(b, n, ...)`` · edge_attr: ``(b, n, n, e)``.
 
     Raises:
         DataError: If the list is empty, a graph lacks ``x``/``edge_index``, only some graphs have
             ``y``, or an edge index is out of range.
         MaskError: If a graph has no nodes.
         ShapeError: If a graph has more than ``n_max`` nodes or the shapes of ``x``, ``y`` or
-            ``edge_index`` are inconsistent.
+            ``edge_index`` are inconsistent, or (with ``edge_attr``) an ``edge_attr`` is missing or
+            does not have one row per edge and the same channels on every graph.
     """
     if len(graphs) == 0:
         raise DataError("collate_dense got an empty list of graphs")
@@ -105,6 +109,16 @@ def collate_dense(
     adj = to_dense_adj(edge_index, batch, max_num_nodes=n_max, batch_size=b)  # (b, n, n)
     # to_dense_adj sums duplicate edges; the field is an indicator.
     out = {"x": x_dense, "adj": adj.clamp_(max=1.0).unsqueeze(-1), "mask": mask}
+    if edge_attr:
+        attrs = [_edge_channels(i, g) for i, g in enumerate(graphs)]
+        widths = {a.size(1) for a in attrs}
+        if len(widths) > 1:
+            raise ShapeError(
+                f"edge_attr: all graphs need the same channel count, found {sorted(widths)}"
+            )
+        attr = torch.cat(attrs).to(torch.float32)
+        # (b, n, n, e); to_dense_adj sums the attributes of duplicated edges
+        out["edge_attr"] = to_dense_adj(edge_index, batch, attr, max_num_nodes=n_max, batch_size=b)
     y = _collate_labels(graphs, sizes, batch, n_max, label_level)
     if y is not None:
         out["y"] = y
@@ -161,8 +175,9 @@ def _check_graph(i: int, graph: Data) -> int:
     n = x.size(0)
     if n == 0:
         raise MaskError(f"graph {i} has no nodes; every graph needs at least one real node")
-    if graph.num_nodes is not None and graph.num_nodes != n:
-        raise ShapeError(f"graph {i}: x has {n} rows but num_nodes is {graph.num_nodes}")
+    declared = graph.num_nodes  # a PyG property that walks the graph's stores: read it once
+    if declared is not None and declared != n:
+        raise ShapeError(f"graph {i}: x has {n} rows but num_nodes is {declared}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ShapeError(
             f"graph {i}: edge_index must have shape (2, e), got {tuple(edge_index.shape)}"
@@ -173,6 +188,21 @@ def _check_graph(i: int, graph: Data) -> int:
             f"[{int(edge_index.min())}, {int(edge_index.max())}]"
         )
     return n
+
+
+def _edge_channels(i: int, graph: Data) -> Tensor:
+    """``graph.edge_attr`` as ``(e_i, e)``, validated against ``edge_index``."""
+    attr = graph.edge_attr
+    if attr is None:
+        raise DataError(f"graph {i} has no edge_attr; edge_attr=True needs it on every graph")
+    if attr.dim() == 1:
+        attr = attr.unsqueeze(1)
+    if attr.dim() != 2 or attr.size(0) != graph.edge_index.size(1):
+        raise ShapeError(
+            f"graph {i}: edge_attr must have shape ({graph.edge_index.size(1)}, e) "
+            f"(one row per edge), got {tuple(graph.edge_attr.shape)}"
+        )
+    return attr
 
 
 def _collate_labels(

@@ -18,6 +18,7 @@ from torch.nn import functional
 from probsym import Signature, Symmetrize, fields, groups, samplers
 from probsym.data import cache_dir
 from probsym.data.batching import collate_dense
+from probsym.data.loader import GraphSplit
 from probsym.errors import UnknownNameError
 from probsym.experiments.base import Experiment, Split, limit_split
 from probsym.models import FlatMLP
@@ -189,11 +190,17 @@ def _close_pairs(out: Tensor, tolerance: float, chunk: int = 1024) -> Tensor:
 # ---- EXP-classify -------------------------------------------------------------------------------
 
 
-def _classify_data(config: TrainConfig) -> dict[str, Split]:
+def _float_target(batch: Split) -> Split:
+    """SAT labels as the ``(b, 1)`` float targets of the logit loss."""
+    return {**batch, "target": batch["target"].reshape(len(batch["target"]), -1).float()}
+
+
+def _classify_data(config: TrainConfig) -> dict[str, GraphSplit]:
     from probsym.data.exp import exp_classify_splits
 
     splits = exp_classify_splits(load_graphs("exp", config.data_dir))
-    data = {k: dense(v, 64) for k, v in splits.items()}
+    # Sparse graphs, densified per batch at the models' fixed size of 64 nodes.
+    data = {k: GraphSplit(v, n_max=64, transform=_float_target) for k, v in splits.items()}
     data["train"] = limit_split(data["train"], config.max_train)
     return {k: limit_split(v, config.limit) for k, v in data.items()}
 

@@ -37,6 +37,10 @@ class TrainConfig:
     eval_samples: int = field(default=10, metadata={"help": "samples per input in validation"})
     test_samples: int = field(default=0, metadata={"help": "samples in test (0: eval_samples)"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    lr_pretrained: float = field(
+        default=0.0,
+        metadata={"help": "learning rate of pretrained backbone parameters (0: same as --lr)"},
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up length (epochs)"})
     grad_clip: float = field(default=0.0, metadata={"help": "gradient-norm clip (0: off)"})

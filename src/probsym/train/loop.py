@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from probsym.errors import ProbsymError
-from probsym.experiments.base import Experiment, Split
+from probsym.experiments.base import DataSplit, Experiment, Split, split_size
 from probsym.symmetrize import Symmetrize
 from probsym.train import checkpoint
 from probsym.train.config import TrainConfig, to_toml
@@ -37,10 +37,17 @@ log = logging.getLogger(__name__)
 
 
 def batches(
-    split: Split, batch_size: int, generator: torch.Generator | None = None
+    split: DataSplit, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[Split]:
-    """Mini-batches of a split; shuffled with ``generator`` when given."""
-    count = len(next(iter(split.values())))
+    """Mini-batches of a split; shuffled with ``generator`` when given.
+
+    An in-memory dict is sliced here; any other split makes its own batches
+    (``split.batches(batch_size, generator)``, e.g. a size-bucketed ``GraphSplit``).
+    """
+    if not isinstance(split, dict):
+        yield from split.batches(batch_size, generator)
+        return
+    count = split_size(split)
     order = torch.randperm(count, generator=generator) if generator is not None else None
     for start in range(0, count, batch_size):
         if order is None:
@@ -58,8 +65,31 @@ def model_inputs(model: Symmetrize, batch: Split, device: torch.device) -> dict[
     return {k: batch[k].to(device, non_blocking=True) for k in names}
 
 
+def num_batches(split: DataSplit, batch_size: int) -> int:
+    """Batches per pass over ``split``."""
+    return math.ceil(split_size(split) / batch_size)
+
+
+def param_groups(model: Symmetrize, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: new parameters at ``lr`` first, pretrained ones after.
+
+    Pretrained parameters are those the base model lists in ``pretrained_parameters()`` (when it
+    has that method); they train at ``lr_pretrained``, or at ``lr`` when that is 0.
+    """
+    listed = getattr(model.base, "pretrained_parameters", None)
+    if not callable(listed):
+        return [{"params": list(model.parameters()), "lr": config.lr}]
+    pretrained = list(dict.fromkeys(listed()))  # unique, in the base model's order
+    known = {id(p) for p in pretrained}
+    fresh = [p for p in model.parameters() if id(p) not in known]
+    return [
+        {"params": fresh, "lr": config.lr},
+        {"params": pretrained, "lr": config.lr_pretrained or config.lr},
+    ]
+
+
 def build_model(
-    experiment: Experiment, config: TrainConfig, split: Split, device: torch.device
+    experiment: Experiment, config: TrainConfig, split: DataSplit, device: torch.device
 ) -> Symmetrize:
     """The experiment's model on ``device``, its lazy modules sized by a batch of ``split``.
 
@@ -89,25 +119,42 @@ def progress(iterable, total: int, desc: str, quiet: bool):
 def evaluate(
     experiment: Experiment,
     model: Symmetrize,
-    split: Split,
+    split: DataSplit,
     num_samples: int,
     batch_size: int,
     device: torch.device,
     quiet: bool = True,
     desc: str = "eval",
 ) -> dict[str, float]:
-    """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input."""
+    """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input.
+
+    The experiment's readout turns each batch into ``(prediction, target)``; these concatenate
+    over batches for ``loss`` and ``metrics``, while ``batch_metrics`` (if any) are averaged over
+    batches.
+    """
     model.eval()
     predictions, targets = [], []
-    count = len(split["target"])
-    for batch in progress(batches(split, batch_size), math.ceil(count / batch_size), desc, quiet):
+    per_batch: dict[str, list[float]] = {}
+    total = num_batches(split, batch_size)
+    for batch in progress(batches(split, batch_size), total, desc, quiet):
+        batch = _to_device(batch, device)
         out = model(**model_inputs(model, batch, device), num_samples=num_samples)
-        predictions.append(out.value.float().cpu())
-        targets.append(batch["target"])
+        prediction, target = experiment.read(out.value.float(), batch)
+        prediction, target = prediction.cpu(), target.cpu()
+        predictions.append(prediction)
+        targets.append(target)
+        if experiment.batch_metrics is not None:
+            for key, value in experiment.batch_metrics(prediction, target).items():
+                per_batch.setdefault(key, []).append(float(value))
     prediction, target = torch.cat(predictions), torch.cat(targets)
     result = {"loss": float(experiment.loss(prediction, target))}
     result.update(experiment.metrics(prediction, target))
+    result.update({k: sum(v) / len(v) for k, v in per_batch.items()})
     return result
+
+
+def _to_device(batch: Split, device: torch.device) -> Split:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
@@ -180,10 +227,9 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             find_unused_parameters=True,  # e.g. relaxation-only parameters in some groups
         )
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "16")
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    steps_per_epoch = math.ceil(len(data["train"]["target"]) / config.batch_size)
+    # Group 0 holds the new parameters, so the logged lr is theirs.
+    optimizer = torch.optim.AdamW(param_groups(model, config), weight_decay=config.weight_decay)
+    steps_per_epoch = num_batches(data["train"], config.batch_size)
     scheduler = _scheduler(optimizer, round(config.warmup_epochs * steps_per_epoch))
     shuffle = torch.Generator().manual_seed(config.seed)
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "train_seconds": 0.0}
@@ -214,10 +260,11 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         for batch in batches(data["train"], config.batch_size, shuffle):
             if world > 1:  # every rank draws the same shuffle and keeps its share of the batch
                 batch = {k: v[rank::world] for k, v in batch.items()}
+            batch = _to_device(batch, device)
             with _autocast(config, device):
                 out = train_model(**model_inputs(model, batch, device))
-                target = batch["target"].to(device)
-                loss = experiment.loss(out.value.float(), target)
+                prediction, target = experiment.read(out.value.float(), batch)
+                loss = experiment.loss(prediction, target)
                 objective = loss + config.entropy_weight * out.regularization.float()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(objective).backward()
@@ -280,7 +327,7 @@ def finish(
     experiment: Experiment,
     config: TrainConfig,
     model: Symmetrize,
-    data: dict[str, Split],
+    data: dict[str, DataSplit],
     state: dict[str, Any],
     device: torch.device,
 ) -> dict[str, Any]:

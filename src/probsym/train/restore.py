@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from probsym.errors import ProbsymError
-from probsym.experiments.base import Experiment, Split
+from probsym.experiments.base import DataSplit, Experiment
 from probsym.symmetrize import Symmetrize
 from probsym.train import checkpoint
 from probsym.train import config as cfg
@@ -21,7 +21,7 @@ class Restored:
 
     experiment: Experiment
     config: TrainConfig
-    data: dict[str, Split]
+    data: dict[str, DataSplit]
     model: Symmetrize
 
 

@@ -53,6 +53,19 @@ class TrainConfig:
     depth: int = field(default=4, metadata={"help": "base model layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
     dropout: float = field(default=0.0, metadata={"help": "base model dropout"})
+    pretrained: str = field(
+        default="", metadata={"help": "backbone weights: a file, folder or hub id (transformers)"}
+    )
+    scratch: bool = field(
+        default=False, metadata={"help": "the backbone's architecture with random weights"}
+    )
+    arch: str = field(default="", metadata={"help": "backbone architecture name (e.g. ViT's)"})
+    max_nodes: int = field(
+        default=0, metadata={"help": "largest graph the token grid holds (0: the data set's)"}
+    )
+    eval_chunk: int = field(
+        default=0, metadata={"help": "evaluate the base on at most N folded inputs at a time"}
+    )
     max_train: int = field(
         default=0, metadata={"help": "use the first N training examples (0: all)"}
     )
@@ -98,6 +111,8 @@ _MINIMUM = {
     "max_train": 0,
     "limit": 0,
     "threads": 0,
+    "max_nodes": 0,
+    "eval_chunk": 0,
 }
 
 

@@ -256,8 +256,10 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     for epoch in bar:
         start = time.perf_counter()
         model.train()
-        total, seen = 0.0, 0
-        for batch in batches(data["train"], config.batch_size, shuffle):
+        total, seen, examples = 0.0, 0, 0
+        epoch_batches = batches(data["train"], config.batch_size, shuffle)
+        for batch in progress(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}", quiet):
+            examples += len(next(iter(batch.values())))
             if world > 1:  # every rank draws the same shuffle and keeps its share of the batch
                 batch = {k: v[rank::world] for k, v in batch.items()}
             batch = _to_device(batch, device)
@@ -276,17 +278,23 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             scheduler.step()
             total += float(loss.detach()) * len(target)
             seen += len(target)
-        state["train_seconds"] += time.perf_counter() - start
+        epoch_seconds = time.perf_counter() - start
+        state["train_seconds"] += epoch_seconds
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": total / max(seen, 1),
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": round(state["train_seconds"], 3),
+            "epoch_seconds": round(epoch_seconds, 3),
+            "train_graphs": examples,  # examples seen by this rank (graphs, systems, ...)
         }
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            start = time.perf_counter()
             val = evaluate(
                 experiment, model, data["val"], config.eval_samples, config.eval_batch_size, device
             )
+            row["val_seconds"] = round(time.perf_counter() - start, 3)
+            row["val_graphs"] = split_size(data["val"])
             row.update({f"val_{k}": v for k, v in val.items()})
             if _is_better(val[select_key], state["best"], direction):
                 state["best"], state["best_epoch"] = val[select_key], epoch + 1

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probsym", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train and test one model")
-    train.add_argument("experiment", help="exp-classify | nbody (see --help of each)")
+    train.add_argument("experiment", help="exp-classify | nbody | pattern")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config_options(train)
     evaluate = commands.add_parser("eval", help="re-evaluate a saved run on its test split")
@@ -117,8 +117,9 @@ def config_from_args(args: argparse.Namespace):
         )
     from probsym.samplers import METHODS
 
-    if config.method not in METHODS:
-        raise ProbsymError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    methods = (*METHODS, *experiment.extra_methods)
+    if config.method not in methods:
+        raise ProbsymError(f"unknown method {config.method!r}; choose one of {', '.join(methods)}")
     return experiment, config
 
 

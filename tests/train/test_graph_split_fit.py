@@ -12,6 +12,7 @@ from torch_geometric.data import Data
 
 from probsym import Signature, Symmetrize, fields, groups, samplers
 from probsym.data.loader import GraphSplit
+from probsym.errors import ConfigError
 from probsym.experiments.base import Experiment
 from probsym.train.config import TrainConfig
 from probsym.train.loop import batches, evaluate, fit, num_batches, param_groups
@@ -182,3 +183,17 @@ def test_fit_on_graph_splits_and_resume_matches(tmp_path):
         assert [v for i, v in enumerate(a.split(",")) if i not in drop] == [
             v for i, v in enumerate(b.split(",")) if i not in drop
         ]
+
+
+def test_time_budget_stops_at_an_epoch_end_validated_and_tests_the_best(tmp_path):
+    metrics = fit(NODES, tiny_config(tmp_path / "budget", epochs=50, time_budget=1e-9))
+    assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1
+    assert metrics["time_budget_minutes"] == 1e-9
+    log = (tmp_path / "budget" / "log.csv").read_text().splitlines()
+    assert len(log) == 2 and "val_loss" in log[0]
+    assert (tmp_path / "budget" / "best.pt").exists()
+
+
+def test_time_budget_must_not_be_negative():
+    with pytest.raises(ConfigError, match="time-budget"):
+        tiny_config("unused", time_budget=-1.0)

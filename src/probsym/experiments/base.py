@@ -55,6 +55,8 @@ class Experiment:
         defaults: Config values that differ from :class:`TrainConfig`'s defaults.
         backbones: Allowed ``--backbone`` names (the first is the default).
         select: Validation key and direction (``"min"``/``"max"``) for model selection.
+        extra_methods: Methods beyond the samplers of ``probsym.samplers.METHODS``, e.g.
+            ``"none"`` (no symmetrization) for equivariant baselines.
         readout: ``(out.value, batch) -> (prediction, target)`` before loss and metrics, e.g. the
             real nodes of a node-level task as ``(V, C)`` logits and ``(V,)`` labels; evaluation
             concatenates its outputs over batches. ``None``: :func:`default_readout`.
@@ -71,6 +73,7 @@ class Experiment:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     backbones: tuple[str, ...] = ("mlp",)
     select: tuple[str, str] = ("loss", "min")
+    extra_methods: tuple[str, ...] = ()
     readout: Callable[[Tensor, Split], tuple[Tensor, Tensor]] | None = None
     batch_metrics: Callable[[Tensor, Tensor], dict[str, float]] | None = None
 

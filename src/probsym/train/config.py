@@ -78,13 +78,17 @@ class TrainConfig:
         default="32", metadata={"help": "training precision: 32 | bf16 | 16 (autocast)"}
     )
     out: str = field(default="", metadata={"help": "run directory (default runs/<exp>-<method>)"})
+    time_budget: float = field(
+        default=0.0,
+        metadata={"help": "stop at the epoch end past this many training minutes (0: off)"},
+    )
     eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
     def __post_init__(self) -> None:
         for name, low in _MINIMUM.items():
             value = getattr(self, name)
-            if isinstance(value, int) and value < low:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"option {flag} must be >= {low}, got {value}")
 
@@ -113,6 +117,7 @@ _MINIMUM = {
     "threads": 0,
     "max_nodes": 0,
     "eval_chunk": 0,
+    "time_budget": 0,
 }
 
 

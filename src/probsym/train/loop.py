@@ -288,7 +288,9 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             "epoch_seconds": round(epoch_seconds, 3),
             "train_graphs": examples,  # examples seen by this rank (graphs, systems, ...)
         }
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        # --time-budget: stop at the end of the epoch that reaches it, validated and saved
+        out_of_time = 0 < config.time_budget * 60 <= state["train_seconds"]
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs or out_of_time:
             start = time.perf_counter()
             val = evaluate(
                 experiment, model, data["val"], config.eval_samples, config.eval_batch_size, device
@@ -302,6 +304,8 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                     checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
         state["epoch"] = epoch + 1
         if not writes:
+            if out_of_time:
+                break
             continue
         _log_row(run_dir / "log.csv", row, writer)
         if hasattr(bar, "set_postfix"):
@@ -320,6 +324,11 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                 "config": dataclasses.asdict(config),
             },
         )
+        if out_of_time:
+            log.info(
+                "time budget of %.1f min reached after epoch %d", config.time_budget, epoch + 1
+            )
+            break
     if writer is not None:
         writer.close()
     if world > 1:
@@ -362,6 +371,7 @@ def finish(
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "train_seconds": round(state["train_seconds"], 2),
+        "time_budget_minutes": config.time_budget,
         "test": test,
         "val_best": state["best"],
         "samples": config.samples,

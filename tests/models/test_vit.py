@@ -98,6 +98,7 @@ def hf_reference(width=64, depth=2, heads=4, image=224, seed=0):
         qkv_bias=True,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",  # explicit softmax(QKᵀ)V: independent of our SDPA path
     )
     torch.manual_seed(seed)
     hf = transformers.ViTModel(config, add_pooling_layer=False, use_mask_token=False).eval()

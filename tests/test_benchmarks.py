@@ -37,3 +37,26 @@ def test_quick_run_prints_both_ratios_as_the_last_json_line(overhead, tmp_path, 
 def test_unknown_group_factor_is_a_clear_error(overhead):
     with pytest.raises(SystemExit, match="unknown group factor 'Q3'"):
         overhead.parse_group("Sn*Q3")
+
+
+def test_pattern_pipeline_and_curves_run_on_a_tiny_generated_set(tmp_path):
+    import subprocess
+
+    from probsym.data.pattern import generate_pattern
+
+    generate_pattern(tmp_path / "data", seed=3, num_instances=2, per_instance=(6, 3, 3))
+    bench = SCRIPT.parent / "pattern_pipeline.py"
+    out = tmp_path / "pipeline.json"
+    tiny = ["--data-dir", str(tmp_path / "data"), "--hidden", "16", "--depth", "1"]
+    tiny += ["--heads", "2", "--token-grid", "4", "--batch-size", "4", "--eval-samples", "1"]
+    done = subprocess.run(
+        [sys.executable, str(bench), "--out", str(out), "--extra", *tiny],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == json.loads(out.read_text())
+    assert 0 < result["peak_rss_gb"] < 24
+    assert result["train_graphs_per_second"] > 0 and result["eval_graphs_per_second"] > 0
+    assert set(result["test"]) == {"loss", "accuracy", "plain_accuracy"}

@@ -130,7 +130,15 @@ def build_base(config: TrainConfig, node_channels: int) -> torch.nn.Module:
     if config.backbone == "gin":
         from probsym.models.pyg_gnn import PyGGIN
 
-        return PyGGIN(node_channels, config.hidden, NUM_CLASSES, config.depth, level="node")
+        return PyGGIN(
+            node_channels,
+            NUM_CLASSES,
+            hidden=config.hidden,
+            num_layers=config.depth,
+            readout=None,
+            dropout=config.dropout,
+            norm="batch_norm",
+        )
     from probsym.models.graph_tokens import GraphTokenModel
 
     return GraphTokenModel(

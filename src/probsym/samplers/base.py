@@ -149,10 +149,12 @@ class Sampler(nn.Module):
 
 #: Frame margins (:func:`probsym.samplers.relax.frame_from_vectors`) below which a sampled
 #: rotation counts as undetermined by the input (``Samples.degenerate``), per dtype of the inputs.
-#: Below ``1e-6`` Gram–Schmidt falls back to an arbitrary direction; these floors sit above that
-#: with room for the frame network's gain (docs/design.md has the measurements). Inputs that are
-#: merely ill-conditioned at working precision are found by the checker, which perturbs them.
-FRAME_MARGIN = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-8}
+#: Below ``1e-6`` Gram–Schmidt falls back to an arbitrary direction; every floor sits above that
+#: with room for the frame network's gain (docs/design.md has the measurements), float64 too: a
+#: fallback column is never a function of the input (a 2-point cloud far from the origin in
+#: SO(3) once reached the fallback unflagged at margin 3e-8). Inputs that are merely
+#: ill-conditioned at working precision are found by the checker, which perturbs them.
+FRAME_MARGIN = {torch.float16: 1e-2, torch.bfloat16: 1e-2, torch.float32: 1e-4, torch.float64: 1e-5}
 
 
 def rounding_floor(table: Mapping[torch.dtype, float], dtype: torch.dtype) -> float:

@@ -1,4 +1,4 @@
-"""``probsym train|eval|separate``: parse options, then call the experiments and the loop.
+"""``probsym train|eval|separate|curves``: parse options, then call the experiments and the loop.
 
 The option list is generated from :class:`~probsym.train.config.TrainConfig`; ``--config FILE``
 reads a TOML file of the same keys and ``--set key=value`` overrides anything.
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples per input (default: the run's test samples)",
     )
     evaluate.add_argument("--quiet", action="store_true")
+    _add_curves_parser(commands)
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
     separate.add_argument("benchmark", choices=["graph8c", "exp"])
     separate.add_argument("--method", default="ps", help="ps | ga | fa | canonical")
@@ -81,6 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
     separate.add_argument("--quiet", action="store_true")
     return parser
+
+
+def _add_curves_parser(commands) -> None:
+    curves = commands.add_parser(
+        "curves", help="train methods x seeds for one time budget; plot metric vs minutes"
+    )
+    curves.add_argument("experiment", help="exp-classify | nbody | pattern")
+    curves.add_argument("--methods", default="ps,ga,fa,canonical", help="comma-separated")
+    curves.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    curves.add_argument("--budget", type=float, required=True, help="training minutes per run")
+    curves.add_argument("--out", type=Path, required=True, help="folder of the runs and plots")
+    curves.add_argument("--parallel", type=_positive_int, default=2, help="runs at a time")
+    curves.add_argument(
+        "--train-args", default="", help="extra `probsym train` options, one quoted string"
+    )
+    curves.add_argument(
+        "--milestones", default="", help="minutes of the table (default: budget/4, /2, 1)"
+    )
+    curves.add_argument("--clock", choices=["train", "wall", "cpu"], default="train")
+    curves.add_argument(
+        "--plot-only", action="store_true", help="summarize the runs in --out, train nothing"
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -203,6 +226,46 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def run_curves(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym curves``: train (or resume) every method x seed, then the plot and table."""
+    import shlex
+
+    from probsym import experiments
+    from probsym.experiments import curves
+
+    experiment = experiments.get(args.experiment)
+    metric, direction = experiment.select
+    methods = [m for m in args.methods.split(",") if m]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    runs = curves.plan(methods, seeds, args.out)
+    if not args.plot_only:
+        curves.run_all(
+            args.experiment, runs, args.budget, shlex.split(args.train_args), args.parallel, _stderr
+        )
+    summary = curves.summarize(runs, metric, direction == "min", args.budget, args.clock)
+    title = f"{args.experiment}: {args.budget:g} training minutes per run"
+    png, csv_path = curves.write_summary(summary, args.out / "curves.png", title)
+    marks = [float(m) for m in args.milestones.split(",") if m] or [
+        args.budget / 4,
+        args.budget / 2,
+        args.budget,
+    ]
+    table = curves.milestone_table(summary, marks)
+    (args.out / "curves.md").write_text(table + "\n")
+    print(table, file=sys.stderr)
+    return {
+        "experiment": args.experiment,
+        "plot": str(png),
+        "csv": str(csv_path),
+        "table": str(args.out / "curves.md"),
+        "test": {m: list(v) for m, v in summary.test.items()},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probsym`` command."""
     args = build_parser().parse_args(argv)
@@ -210,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(message)s",
     )
-    commands = {"train": run_train, "eval": run_eval, "separate": run_separate}
+    commands = {
+        "train": run_train,
+        "eval": run_eval,
+        "separate": run_separate,
+        "curves": run_curves,
+    }
     try:
         result = commands[args.command](args)
     except (ProbsymError, ValueError, TypeError, KeyError) as error:

@@ -100,6 +100,11 @@ def _add_curves_parser(commands) -> None:
     curves.add_argument(
         "--milestones", default="", help="minutes of the table (default: budget/4, /2, 1)"
     )
+    curves.add_argument(
+        "--metric",
+        default="",
+        help="NAME[:min|max] to draw (default: the experiment's selection metric)",
+    )
     curves.add_argument("--clock", choices=["train", "wall", "cpu"], default="train")
     curves.add_argument(
         "--plot-only", action="store_true", help="summarize the runs in --out, train nothing"
@@ -239,6 +244,12 @@ def run_curves(args: argparse.Namespace) -> dict[str, Any]:
 
     experiment = experiments.get(args.experiment)
     metric, direction = experiment.select
+    if args.metric:
+        metric, _, chosen = args.metric.partition(":")
+        lower = metric == experiment.select[0] or metric in ("loss", "mse", "mae")
+        direction = chosen or ("min" if lower else "max")
+        if direction not in ("min", "max"):
+            raise ProbsymError(f"--metric takes NAME[:min|max], got {args.metric!r}")
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     runs = curves.plan(methods, seeds, args.out)

@@ -140,7 +140,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``probsym eval``: rebuild the run's model, load its best weights, test again."""
+    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test."""
     import torch
 
     from probsym.train.loop import evaluate
@@ -165,6 +165,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "experiment": config.experiment,
         "method": config.method,
         "test_samples": samples,
+        "weights": "ema" if run.ema else "model",
         "test": test,
     }
 

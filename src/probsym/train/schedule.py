@@ -59,6 +59,10 @@ def lr_factor(
     - ``onecycle`` (replaces the linear warm-up): a cosine rise from ``lr / 25`` to ``lr`` until
       ``s = W`` (``0.3 T`` when ``W = 0``), then a cosine decay to ``lr / 2.5e5`` at ``s = T``.
     """
+    if schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}"
+        )
     if schedule == "onecycle":
         rise = warmup_steps if warmup_steps > 0 else ONECYCLE_RISE * total_steps
         if effective < rise:
@@ -70,9 +74,7 @@ def lr_factor(
         return warm
     if schedule == "linear":
         return warm * max(0.0, 1.0 - (effective - warmup_steps) / (total_steps + 1 - warmup_steps))
-    if schedule == "cosine":
-        return warm * _anneal(1.0, 0.0, (effective - warmup_steps) / (total_steps - warmup_steps))
-    raise ConfigError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+    return warm * _anneal(1.0, 0.0, (effective - warmup_steps) / (total_steps - warmup_steps))
 
 
 def parse_samples_schedule(text: str) -> tuple[tuple[float, int], ...]:

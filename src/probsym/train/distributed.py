@@ -83,6 +83,31 @@ def from_rank_zero(value: float) -> float:
     return value if dist.get_rank() == 0 else 0.0
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce(SUM)`` with its gradient: the sum over ranks of the output gradients.
+
+    (``torch.distributed.nn.functional.all_reduce`` does the same and is deprecated in torch 2.13
+    in favour of a private module.)
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:  # noqa: D102 - autograd hook
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102 - autograd hook
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def sum_over_ranks(tensor: Tensor) -> Tensor:
+    """The elementwise sum of ``tensor`` over ranks, differentiable (every rank gets it)."""
+    return _SumOverRanks.apply(tensor)
+
+
 class DistributedBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics are over the rows of every rank (any backend).
 
@@ -104,16 +129,14 @@ class DistributedBatchNorm(_BatchNorm):
         self._check_input_dim(input)
         if not (self.training and dist.is_available() and dist.is_initialized()):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = input.new_tensor([input.numel() / max(input.shape[1], 1)])
-        totals = all_reduce(torch.cat([input.sum(dims), count]))  # (C + 1,)
+        totals = sum_over_ranks(torch.cat([input.sum(dims), count]))  # (C + 1,)
         total = totals[-1]
         mean = totals[:-1] / total
         centred = input - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / total  # biased, for normalising
+        var = sum_over_ranks((centred * centred).sum(dims)) / total  # biased, for normalising
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)

@@ -225,6 +225,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     data = experiment.build_data(config)
     model = build_model(experiment, config, data["train"], device)
     ema = averaged(model, config.ema) if config.ema > 0 else None
+    train_samples = model.num_samples  # --samples; the N before a schedule's first point
     train_model: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -295,7 +296,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     bar = progress(epochs, len(epochs), f"{experiment.name} {config.method}", quiet)
     for epoch in bar:
         at = schedule.run_progress(state["step"], total_steps, state[clock_key], budget_seconds)
-        model.num_samples = schedule.samples_at(samples_steps, config.samples, at)
+        model.num_samples = schedule.samples_at(samples_steps, train_samples, at)
         start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         total, seen, examples = 0.0, 0, 0

@@ -218,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"probsym: error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2))
+    if args.command != "train" or result:  # under torchrun only rank 0 has the metrics
+        print(json.dumps(result, indent=2))
     return 0
 
 

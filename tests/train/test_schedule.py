@@ -165,3 +165,29 @@ def test_samples_schedule_sets_the_training_n_per_epoch(tmp_path):
     per_step = [rows // batch for rows in clock.train_rows]  # the base sees b*N rows
     assert per_step == [2] * 8 + [3] * 4 + [1] * 4
     assert metrics["samples_schedule"] == "0.5:3,0.75:1"
+
+
+def test_a_checkpoint_from_before_the_schedules_resumes(tmp_path, monkeypatch):
+    # last.pt of the old loop: a LambdaLR state, no step, no wall or CPU seconds, no EMA
+    options = dict(warmup_epochs=1.5, epochs=3)
+    monkeypatch.setattr(loop, "time", FakeClock())
+    loop.fit(tiny_experiment(loop.time), tiny_config(tmp_path / "straight", **options))
+    clock = FakeClock(kill_at=STEPS_PER_EPOCH + 1)
+    monkeypatch.setattr(loop, "time", clock)
+    with pytest.raises(Killed):
+        loop.fit(tiny_experiment(clock), tiny_config(tmp_path / "old", **options))
+    path = tmp_path / "old" / "last.pt"
+    saved = checkpoint.load(path)
+    for key in ("step", "wall_seconds", "cpu_seconds"):
+        del saved["state"][key]
+    saved["scheduler"] = {"last_epoch": STEPS_PER_EPOCH, "base_lrs": [1e-2, 1e-2]}
+    checkpoint.save(path, saved)
+    monkeypatch.setattr(loop, "time", FakeClock())
+    loop.fit(tiny_experiment(loop.time), tiny_config(tmp_path / "old", **options), resume=True)
+    a = checkpoint.load(tmp_path / "straight" / "last.pt")
+    b = checkpoint.load(tmp_path / "old" / "last.pt")
+    assert b["state"]["step"] == 3 * STEPS_PER_EPOCH
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    old, new = read_log(tmp_path / "straight"), read_log(tmp_path / "old")
+    assert [r["lr"] for r in old] == [r["lr"] for r in new]

@@ -168,7 +168,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``probsym eval``: rebuild the run's model, load its best weights, test again."""
+    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test."""
     import torch
 
     from probsym.train.loop import evaluate
@@ -193,6 +193,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "experiment": config.experiment,
         "method": config.method,
         "test_samples": samples,
+        "weights": "ema" if run.ema else "model",
         "test": test,
     }
 
@@ -296,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"probsym: error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2))
+    if args.command != "train" or result:  # under torchrun only rank 0 has the metrics
+        print(json.dumps(result, indent=2))
     return 0
 
 

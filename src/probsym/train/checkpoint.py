@@ -1,8 +1,10 @@
 """Atomic checkpoints: write to a temporary file in the same folder, then ``os.replace``.
 
-A kill during a write leaves the previous checkpoint intact. Checkpoints hold the model, optimizer,
-scheduler, epoch, best-so-far state and every RNG state, so that a resumed run continues exactly
-where the interrupted one stopped.
+A kill during a write leaves the previous checkpoint intact. ``last.pt`` holds the model,
+optimizer, EMA (``"ema"``: the ``AveragedModel`` state), epoch, step, clocks, best-so-far state and
+every RNG state, so that a resumed run continues exactly where the interrupted one stopped (the lr
+and N schedules are functions of the step and the clocks). ``best.pt`` holds the selected weights
+(``"model"``: the EMA weights when ``"ema"`` is true), the epoch and the ``"ema"`` flag.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def save(path: Path, state: dict[str, Any]) -> None:
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save`."""
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def averaged_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The averaged module's state dict inside an ``AveragedModel`` state dict (``module.*``)."""
+    prefix = "module."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from probsym.errors import ConfigError, UnknownNameError
+from probsym.train.schedule import LR_SCHEDULES, parse_samples_schedule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +35,14 @@ class TrainConfig:
     batch_size: int = field(default=100, metadata={"help": "training batch size"})
     eval_batch_size: int = field(default=100, metadata={"help": "evaluation batch size"})
     samples: int = field(default=10, metadata={"help": "samples N per input in training"})
+    samples_schedule: str = field(
+        default="",
+        metadata={
+            "help": "training N over the run's progress (as --lr-schedule), e.g. '0:1,0.5:2,0.9:4'"
+            ": N=1 from the start, 2 from half way, 4 from 0.9; set per epoch, --samples before "
+            "the first point (empty: --samples throughout)"
+        },
+    )
     eval_samples: int = field(default=10, metadata={"help": "samples per input in validation"})
     test_samples: int = field(default=0, metadata={"help": "samples in test (0: eval_samples)"})
     lr: float = field(default=1e-3, metadata={"help": "learning rate"})
@@ -43,7 +52,24 @@ class TrainConfig:
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_epochs: float = field(default=0.0, metadata={"help": "linear warm-up length (epochs)"})
+    lr_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "lr after the warm-up, over the run's progress max(step / total steps, "
+            "budget clock / --time-budget): constant | linear (the authors': to ~0 at the last "
+            "step) | cosine (to 0) | onecycle (cosine rise from lr/25 over the warm-up, or 0.3 "
+            "of the run, then cosine decay to lr/2.5e5); pretrained groups keep their lr ratio"
+        },
+    )
     grad_clip: float = field(default=0.0, metadata={"help": "gradient-norm clip (0: off)"})
+    ema: float = field(
+        default=0.0,
+        metadata={
+            "help": "EMA decay of the weights, updated every step (0: off; e.g. 0.999); the EMA "
+            "weights are what validation, best-checkpoint selection, test, best.pt and "
+            "probsym eval use"
+        },
+    )
     entropy_weight: float = field(default=0.1, metadata={"help": "weight of the sampler penalty"})
     noise_scale: float = field(default=1.0, metadata={"help": "PS noise scale"})
     tau: float = field(default=0.01, metadata={"help": "relaxation temperature"})
@@ -85,6 +111,14 @@ class TrainConfig:
         default=0.0,
         metadata={"help": "stop at the epoch end past this many training minutes (0: off)"},
     )
+    budget_clock: str = field(
+        default="wall",
+        metadata={
+            "help": "what --time-budget and the schedules' progress count: wall (training "
+            "wall-clock seconds, validation excluded) | cpu (this process's CPU seconds in "
+            "training, robust when other jobs share the cores)"
+        },
+    )
     eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
@@ -94,6 +128,17 @@ class TrainConfig:
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(f"option {flag} must be >= {low}, got {value}")
+        if isinstance(self.ema, float) and not self.ema < 1:
+            raise ConfigError(f"option --ema must be < 1 (0: off), got {self.ema}")
+        for name, choices in (("lr_schedule", LR_SCHEDULES), ("budget_clock", BUDGET_CLOCKS)):
+            value = getattr(self, name)
+            if isinstance(value, str) and value not in choices:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"option {flag} must be one of {', '.join(choices)}, got {value!r}"
+                )
+        if isinstance(self.samples_schedule, str):
+            parse_samples_schedule(self.samples_schedule)
 
     @property
     def run_dir(self) -> Path:
@@ -105,6 +150,9 @@ class TrainConfig:
         """Samples per input at test time."""
         return self.test_samples or self.eval_samples
 
+
+#: The choices of ``--budget-clock``.
+BUDGET_CLOCKS = ("wall", "cpu")
 
 #: Smallest valid value of the integer options (``0`` means "off" or "all" where allowed).
 _MINIMUM = {
@@ -122,6 +170,7 @@ _MINIMUM = {
     "token_grid": 1,
     "eval_chunk": 0,
     "time_budget": 0,
+    "ema": 0,
 }
 
 

@@ -4,10 +4,15 @@ Each epoch ends with an atomic checkpoint of everything the next epoch depends o
 optimizer, scheduler, RNG states, best-so-far), so ``--resume`` after a kill continues with the
 same results as an uninterrupted run for a fixed seed.
 
+Levers (all off by default): an lr schedule after the warm-up and a training-N schedule over
+the run's progress (:mod:`probsym.train.schedule`), an EMA of the weights that validation,
+selection, test and the saved model use, and a time budget on the wall or the CPU clock.
+
 Device-agnostic: ``--device cuda``, mixed precision (``--precision bf16|16``: autocast in training;
 evaluation stays in float32, as in the reference), and data parallelism under ``torchrun``
-(``WORLD_SIZE > 1``: each rank trains on its share of every batch, DDP averages gradients,
-BatchNorm is synchronised on CUDA, rank 0 writes the run directory).
+(``WORLD_SIZE > 1``: each rank trains on its share of every batch with the single process's
+sampler noise, DDP averages gradients, BatchNorm statistics span all ranks, rank 0 writes the run
+directory; :mod:`probsym.train.distributed`).
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from probsym.errors import ProbsymError
 from probsym.experiments.base import DataSplit, Experiment, Split, split_size
 from probsym.symmetrize import Symmetrize
-from probsym.train import checkpoint
+from probsym.train import checkpoint, schedule
 from probsym.train.config import TrainConfig, to_toml
+from probsym.train.distributed import Shard, all_reduce_sum, convert_batchnorm, from_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +191,13 @@ def _autocast(config: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=dtypes[config.precision])
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int):
-    def factor(step: int) -> float:
-        return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+def averaged(model: Symmetrize, decay: float) -> AveragedModel:
+    """An EMA copy of ``model``: ``w ← decay · w + (1 − decay) · w_model`` per step, buffers copied.
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    The first update copies the weights; BatchNorm statistics (every buffer) are copied from the
+    model at each update.
+    """
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def _is_better(value: float, best: float | None, direction: str) -> bool:
@@ -208,19 +217,23 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     if config.threads:
         torch.set_num_threads(config.threads)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if last_path.exists() and not resume and rank == 0:
+    if last_path.exists() and not resume:  # on every rank: one left behind would wait forever
         raise ProbsymError(
             f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
         )
     torch.manual_seed(config.seed)
     data = experiment.build_data(config)
     model = build_model(experiment, config, data["train"], device)
+    ema = averaged(model, config.ema) if config.ema > 0 else None
+    train_samples = model.num_samples  # --samples; the N before a schedule's first point
     train_model: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        if device.type == "cuda":  # SyncBatchNorm is CUDA-only; on CPU each rank keeps its own
+        if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:  # SyncBatchNorm is GPU-only; this one all-reduces with any backend
+            model = convert_batchnorm(model)
         train_model = DistributedDataParallel(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
@@ -229,21 +242,47 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "16")
     # Group 0 holds the new parameters, so the logged lr is theirs.
     optimizer = torch.optim.AdamW(param_groups(model, config), weight_decay=config.weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     steps_per_epoch = num_batches(data["train"], config.batch_size)
-    scheduler = _scheduler(optimizer, round(config.warmup_epochs * steps_per_epoch))
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    budget_seconds = config.time_budget * 60
+    clock_key = "cpu_seconds" if config.budget_clock == "cpu" else "train_seconds"
+    samples_steps = schedule.parse_samples_schedule(config.samples_schedule)
+
+    def set_lr(step: int, clock: float) -> None:
+        """Every group's lr for optimizer step ``step`` at ``clock`` budget seconds."""
+        effective = schedule.effective_step(step, total_steps, clock, budget_seconds)
+        factor = schedule.lr_factor(config.lr_schedule, step, effective, warmup_steps, total_steps)
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * factor
+
     shuffle = torch.Generator().manual_seed(config.seed)
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "train_seconds": 0.0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best": None,
+        "best_epoch": 0,
+        "train_seconds": 0.0,
+        "wall_seconds": 0.0,
+        "cpu_seconds": 0.0,
+    }
     if resume and last_path.exists():
         saved = checkpoint.load(last_path, device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        if ema is not None and "ema" in saved:
+            ema.load_state_dict(saved["ema"])
+        elif ema is not None:
+            log.warning("%s has no EMA weights; the EMA starts at the resumed weights", run_dir)
         shuffle.set_state(saved["shuffle"])
         checkpoint.set_rng_state(saved["rng"])
-        state = saved["state"]
+        # checkpoints from before the schedules count no steps and no wall or CPU seconds
+        state = {**state, "step": saved["state"]["epoch"] * steps_per_epoch, **saved["state"]}
         log.info("resumed %s at epoch %d", run_dir, state["epoch"])
     else:
         torch.manual_seed(config.seed)  # the same stream whether or not data loading drew numbers
+    set_lr(state["step"], state[clock_key])
     writes = rank == 0
     if writes:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,56 +291,102 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
     select_key, direction = experiment.select
     epochs = range(state["epoch"], config.epochs)
     quiet = config.quiet or not writes
+    # the lr follows the budget clock within an epoch only when it decays with time
+    clock_per_step = budget_seconds > 0 and config.lr_schedule != "constant"
     bar = progress(epochs, len(epochs), f"{experiment.name} {config.method}", quiet)
     for epoch in bar:
-        start = time.perf_counter()
+        at = schedule.run_progress(state["step"], total_steps, state[clock_key], budget_seconds)
+        model.num_samples = schedule.samples_at(samples_steps, train_samples, at)
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         total, seen, examples = 0.0, 0, 0
         epoch_batches = batches(data["train"], config.batch_size, shuffle)
         for batch in progress(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}", quiet):
             examples += split_size(batch)
-            if world > 1:  # every rank draws the same shuffle and keeps its share of the batch
-                batch = {k: v[rank::world] for k, v in batch.items()}
+            now = state[clock_key]  # the budget clock: saved seconds (plus this epoch's)
+            if clock_per_step:
+                cpu = clock_key == "cpu_seconds"
+                now += time.process_time() - cpu_start if cpu else time.perf_counter() - start
             batch = _to_device(batch, device)
+            noise, shard = None, None
+            if world > 1:  # every rank draws the same shuffle and noise and keeps its share
+                shard = Shard.of(split_size(batch), rank, world)
+                noise = model.sampler.sample_noise(
+                    model_inputs(model, batch, device), model.num_samples
+                )
+                per_input = model.sampler.samples_per_input(model.num_samples)
+                noise = shard.noise(noise, per_input) or None
+                batch = shard.rows(batch)
             with _autocast(config, device):
-                out = train_model(**model_inputs(model, batch, device))
+                out = train_model(**model_inputs(model, batch, device), noise=noise)
                 prediction, target = experiment.read(out.value.float(), batch)
                 loss = experiment.loss(prediction, target)
                 objective = loss + config.entropy_weight * out.regularization.float()
+            rows = len(target)
+            if shard is not None:  # weights that make DDP's gradient mean the batch's mean
+                rows = rows if shard.real else 0
+                all_rows, rank_zero_now = all_reduce_sum([rows, from_rank_zero(now)], device)
+                now = rank_zero_now  # every rank steps with the same lr
+                objective = loss * (world * rows / all_rows) + (
+                    config.entropy_weight * out.regularization.float() * shard.example_weight
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(objective).backward()
             if config.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            set_lr(state["step"], now)
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
-            total += float(loss.detach()) * len(target)
-            seen += len(target)
+            if ema is not None:
+                ema.update_parameters(model)
+            state["step"] += 1
+            if rows:
+                total += float(loss.detach()) * rows
+                seen += rows
         epoch_seconds = time.perf_counter() - start
+        epoch_cpu = time.process_time() - cpu_start
+        if world > 1:  # the loss over every rank's rows; rank 0's clocks, so all stop together
+            total, seen, epoch_seconds, epoch_cpu = all_reduce_sum(
+                [total, seen, from_rank_zero(epoch_seconds), from_rank_zero(epoch_cpu)], device
+            )
         state["train_seconds"] += epoch_seconds
+        state["cpu_seconds"] += epoch_cpu
+        set_lr(state["step"], state[clock_key])  # the next step's lr, as logged and saved
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": total / max(seen, 1),
             "lr": optimizer.param_groups[0]["lr"],
             "train_seconds": round(state["train_seconds"], 3),
             "epoch_seconds": round(epoch_seconds, 3),
-            "train_graphs": examples,  # examples seen by this rank (graphs, systems, ...)
+            "train_graphs": examples,  # examples in the (global) batches: graphs, systems, ...
+            "samples": model.num_samples,  # the training N of this epoch
+            "wall_seconds": None,  # set below, after validation
+            "cpu_seconds": round(state["cpu_seconds"], 3),
         }
         # --time-budget: stop at the end of the epoch that reaches it, validated and saved
-        out_of_time = 0 < config.time_budget * 60 <= state["train_seconds"]
+        out_of_time = 0 < budget_seconds <= state[clock_key]
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs or out_of_time:
-            start = time.perf_counter()
+            selected = model if ema is None else ema.module
+            val_start = time.perf_counter()
             val = evaluate(
-                experiment, model, data["val"], config.eval_samples, config.eval_batch_size, device
+                experiment,
+                selected,
+                data["val"],
+                config.eval_samples,
+                config.eval_batch_size,
+                device,
             )
-            row["val_seconds"] = round(time.perf_counter() - start, 3)
+            row["val_seconds"] = round(time.perf_counter() - val_start, 3)
             row["val_graphs"] = split_size(data["val"])
             row.update({f"val_{k}": v for k, v in val.items()})
             if _is_better(val[select_key], state["best"], direction):
                 state["best"], state["best_epoch"] = val[select_key], epoch + 1
                 if writes:
-                    checkpoint.save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
+                    best = {"model": selected.state_dict(), "epoch": epoch + 1}
+                    checkpoint.save(best_path, {**best, "ema": ema is not None})
+        state["wall_seconds"] += time.perf_counter() - start
+        row["wall_seconds"] = round(state["wall_seconds"], 3)
         state["epoch"] = epoch + 1
         if not writes:
             if out_of_time:
@@ -312,21 +397,23 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             bar.set_postfix(
                 {k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train_l", "val_"))}
             )
-        checkpoint.save(
-            last_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "shuffle": shuffle.get_state(),
-                "rng": checkpoint.rng_state(),
-                "state": state,
-                "config": dataclasses.asdict(config),
-            },
-        )
+        saved_state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "shuffle": shuffle.get_state(),
+            "rng": checkpoint.rng_state(),
+            "state": state,
+            "config": dataclasses.asdict(config),
+        }
+        if ema is not None:
+            saved_state["ema"] = ema.state_dict()
+        checkpoint.save(last_path, saved_state)
         if out_of_time:
             log.info(
-                "time budget of %.1f min reached after epoch %d", config.time_budget, epoch + 1
+                "time budget of %.1f min (%s clock) reached after epoch %d",
+                config.time_budget,
+                config.budget_clock,
+                epoch + 1,
             )
             break
     if writer is not None:
@@ -348,7 +435,7 @@ def finish(
     state: dict[str, Any],
     device: torch.device,
 ) -> dict[str, Any]:
-    """Test the best weights and write ``metrics.json``."""
+    """Test the best weights (the EMA's when the run has one) and write ``metrics.json``."""
     run_dir = config.run_dir
     best = checkpoint.load(run_dir / "best.pt", device)
     model.load_state_dict(best["model"])
@@ -371,7 +458,13 @@ def finish(
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "train_seconds": round(state["train_seconds"], 2),
+        "wall_seconds": round(state["wall_seconds"], 2),
+        "cpu_seconds": round(state["cpu_seconds"], 2),
         "time_budget_minutes": config.time_budget,
+        "budget_clock": config.budget_clock,
+        "lr_schedule": config.lr_schedule,
+        "ema": config.ema,
+        "samples_schedule": config.samples_schedule,
         "test": test,
         "val_best": state["best"],
         "samples": config.samples,

@@ -17,12 +17,16 @@ from probsym.train.config import TrainConfig
 
 @dataclass(frozen=True)
 class Restored:
-    """A run's experiment, resolved config, data splits and model (weights loaded, eval mode)."""
+    """A run's experiment, resolved config, data splits and model (weights loaded, eval mode).
+
+    ``ema`` says whether the weights are the run's EMA weights (runs with ``--ema``).
+    """
 
     experiment: Experiment
     config: TrainConfig
     data: dict[str, DataSplit]
     model: Symmetrize
+    ema: bool = False
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
@@ -42,6 +46,9 @@ def restore(
 ) -> Restored:
     """Load ``run_dir``'s ``best`` (validation-selected) or ``last`` weights into a fresh model.
 
+    For a run with ``--ema`` both are the EMA weights (what the run validated and tested);
+    ``last.pt`` also holds the live weights, for ``--resume``.
+
     Raises:
         ProbsymError: no config or no such checkpoint in ``run_dir``.
     """
@@ -58,5 +65,9 @@ def restore(
     experiment = experiments.get(config.experiment)
     data = experiment.build_data(config)
     model = build_model(experiment, config, data["train"], device)
-    model.load_state_dict(checkpoint.load(weights, device)["model"])
-    return Restored(experiment, config, data, model)
+    saved = checkpoint.load(weights, device)
+    if "ema" in saved and not isinstance(saved["ema"], bool):  # last.pt: the averaged model
+        model.load_state_dict(checkpoint.averaged_weights(saved["ema"]))
+        return Restored(experiment, config, data, model, ema=True)
+    model.load_state_dict(saved["model"])  # best.pt holds the EMA weights as "model"
+    return Restored(experiment, config, data, model, ema=bool(saved.get("ema", False)))

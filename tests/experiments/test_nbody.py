@@ -64,7 +64,13 @@ def example_batch(config: TrainConfig, count: int = 6) -> dict[str, torch.Tensor
 
 @pytest.mark.parametrize(
     ("method", "backbone"),
-    [("ps", "transformer"), ("ga", "transformer"), ("canonical", "transformer"), ("ps", "gnn")],
+    [
+        ("ps", "transformer"),
+        ("ga", "transformer"),
+        ("canonical", "transformer"),
+        ("ps", "gnn"),
+        ("ps", "pair-bias"),
+    ],
 )
 def test_fit_writes_metrics_and_trained_model_is_equivariant(nbody_dir, tmp_path, method, backbone):
     torch.manual_seed(0)
@@ -77,7 +83,7 @@ def test_fit_writes_metrics_and_trained_model_is_equivariant(nbody_dir, tmp_path
 
     model = restore(config.run_dir, "best").model
     assert not model.training
-    expected = "S_n × E(3)" if backbone == "transformer" else "E(3)"
+    expected = "E(3)" if backbone == "gnn" else "S_n × E(3)"
     assert repr(model.group) == expected
     report = probsym.testing.assert_equivariant(
         model, example_batch(config), generator=torch.Generator().manual_seed(1)

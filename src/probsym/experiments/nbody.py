@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
@@ -38,7 +39,7 @@ SIGNATURE = Signature(
     fields.node_point,
 )
 #: Default group per base: the transformer needs S_n × E(3); the GNN is already S_n-equivariant.
-DEFAULT_GROUPS = {"transformer": "Sn*E3", "gnn": "E3"}
+DEFAULT_GROUPS = {"transformer": "Sn*E3", "pair-bias": "Sn*E3", "gnn": "E3"}
 #: The paper's protocol (PAPER-NOTES §4.5): 3,000 training simulations, frame 30 -> frame 40.
 MAX_TRAIN = 3000
 INPUT_FRAME, TARGET_FRAME = 30, 40
@@ -143,11 +144,48 @@ def build_base(config: TrainConfig, num_nodes: int) -> nn.Module:
             dropout=config.dropout,
             residual_key="pos",
         )
+    if config.backbone == "pair-bias":
+        from probsym.models import NodeTransformer
+
+        transformer = NodeTransformer(
+            ("pos", "vel", "charge"),
+            7,
+            3,
+            num_nodes,
+            dim=config.hidden,
+            depth=config.depth,
+            heads=config.heads,
+            dropout=config.dropout,
+            residual_key="pos",
+            pair_key="pairs",
+            pair_dim=2,
+        )
+        return InvariantPairs(transformer)
     if config.backbone == "gnn":
         from probsym.models.gnn import GCLNet
 
         return GCLNet(hidden=config.hidden, depth=config.depth)
     raise UnknownNameError("backbone", config.backbone, DEFAULT_GROUPS)
+
+
+class InvariantPairs(nn.Module):
+    """Adds the paper's pair features, ``[q_i q_j, |x_i - x_j|²]``, as the input ``pairs``.
+
+    The authors' transformer reads them as n² pair tokens; ``pair-bias`` reads them as an
+    attention bias over the 5 node tokens (PAPER-NOTES §4.5: they are the edge attributes plus
+    the squared input distances).
+    """
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, pos: Tensor, vel: Tensor, charge: Tensor, mask: Tensor | None = None):
+        """``base(pos, vel, charge, pairs)``."""
+        products = charge * charge.transpose(1, 2)  # (B, n, n)
+        distances = (pos.unsqueeze(2) - pos.unsqueeze(1)).square().sum(-1)
+        pairs = torch.stack([products, distances], dim=-1)
+        return self.base(pos=pos, vel=vel, charge=charge, pairs=pairs, mask=mask)
 
 
 def build_sampler(config: TrainConfig, group: groups.Group) -> samplers.Sampler:
@@ -222,6 +260,6 @@ EXPERIMENT = Experiment(
     loss=mse,
     metrics=metrics,
     defaults=DEFAULTS,
-    backbones=("transformer", "gnn"),
+    backbones=("transformer", "pair-bias", "gnn"),
     select=("mse", "min"),
 )

@@ -71,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="samples per input (default: the run's test samples)",
     )
+    evaluate.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=None,
+        help="adaptive inference: sample each input until the standard error of every output "
+        "entry is at most TOL (Symmetrize.predict); reports the samples spent",
+    )
+    evaluate.add_argument(
+        "--max-samples", type=_positive_int, default=1000, help="cap per input with --tol"
+    )
+    evaluate.add_argument(
+        "--chunk",
+        type=_positive_int,
+        default=None,
+        help="most folded inputs per base call with --tol (default: --eval-chunk, else 1024)",
+    )
     evaluate.add_argument("--quiet", action="store_true")
     _add_curves_parser(commands)
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
@@ -159,6 +175,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """``probsym train``."""
     from probsym.train.loop import fit
@@ -168,17 +192,44 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test."""
+    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test.
+
+    With ``--tol``, each test input samples adaptively (:meth:`Symmetrize.predict`).
+    """
     import torch
 
-    from probsym.train.loop import evaluate
+    from probsym.train.loop import evaluate, evaluate_adaptive
     from probsym.train.restore import restore
 
+    if args.tol is not None and args.eval_samples is not None:
+        raise ProbsymError("--eval-samples and --tol exclude each other (--tol decides N)")
     run = restore(args.run_dir, "best")
     config, model = run.config, run.model
     samples = config.test_num_samples if args.eval_samples is None else args.eval_samples
     torch.manual_seed(config.seed)
     device = next(model.parameters()).device
+    if args.tol is not None:
+        test = evaluate_adaptive(
+            run.experiment,
+            model,
+            run.data["test"],
+            args.tol,
+            args.max_samples,
+            config.eval_batch_size,
+            device,
+            args.chunk or config.eval_chunk or None,
+            args.quiet,
+            "test",
+        )
+        return {
+            "experiment": config.experiment,
+            "method": config.method,
+            "test_samples": "adaptive",
+            "tol": args.tol,
+            "max_samples": args.max_samples,
+            "weights": "ema" if run.ema else "model",
+            "test": test,
+        }
     test = evaluate(
         run.experiment,
         model,

@@ -162,12 +162,74 @@ def evaluate(
         if experiment.batch_metrics is not None:
             for key, value in experiment.batch_metrics(prediction, target).items():
                 per_batch.setdefault(key, []).append(float(value))
-    prediction, target = torch.cat(predictions), torch.cat(targets)
-    result = {"loss": float(experiment.loss(prediction, target))}
-    result.update(experiment.metrics(prediction, target))
-    result.update({k: sum(v) / len(v) for k, v in per_batch.items()})
+    result = _split_result(experiment, predictions, targets, per_batch)
     if entropy is not None:
         result.update(entropy.means())
+    return result
+
+
+@torch.no_grad()
+def evaluate_adaptive(
+    experiment: Experiment,
+    model: Symmetrize,
+    split: DataSplit,
+    tol: float,
+    max_samples: int,
+    batch_size: int,
+    device: torch.device,
+    chunk: int | None = None,
+    quiet: bool = True,
+    desc: str = "eval",
+) -> dict[str, float]:
+    """:func:`evaluate` with :meth:`Symmetrize.predict`: each input samples until ``tol``.
+
+    Loss and metrics are those of the adaptive means. Also returns the samples spent
+    (``samples_total``, per input ``samples_mean`` / ``samples_min`` / ``samples_max``, and
+    ``at_cap``, the fraction of inputs that reached ``max_samples``) and the standard errors of
+    the predictions after the readout (``stderr_mean`` over all their entries, ``stderr_max``).
+    """
+    model.eval()
+    predictions, targets, errors, counts = [], [], [], []
+    per_batch: dict[str, list[float]] = {}
+    total = num_batches(split, batch_size)
+    for batch in progress(batches(split, batch_size), total, desc, quiet):
+        batch = _to_device(batch, device)
+        inputs = model_inputs(model, batch, device)
+        out = model.predict(**inputs, tol=tol, max_samples=max_samples, chunk=chunk)
+        prediction, target = experiment.read(out.mean.float(), batch)
+        error, _ = experiment.read(out.stderr.float(), batch)  # the same entries as prediction
+        predictions.append(prediction.cpu())
+        targets.append(target.cpu())
+        errors.append(error.cpu().flatten())
+        counts.append(out.num_samples.cpu())
+        if experiment.batch_metrics is not None:
+            for key, value in experiment.batch_metrics(prediction.cpu(), target.cpu()).items():
+                per_batch.setdefault(key, []).append(float(value))
+    result = _split_result(experiment, predictions, targets, per_batch)
+    count, error = torch.cat(counts).double(), torch.cat(errors).double()
+    result.update(
+        samples_total=int(count.sum()),
+        samples_mean=float(count.mean()),
+        samples_min=int(count.min()),
+        samples_max=int(count.max()),
+        at_cap=float((count >= max_samples).double().mean()),
+        stderr_mean=float(error.mean()),
+        stderr_max=float(error.max()),
+    )
+    return result
+
+
+def _split_result(
+    experiment: Experiment,
+    predictions: list[Tensor],
+    targets: list[Tensor],
+    per_batch: dict[str, list[float]],
+) -> dict[str, float | None]:
+    """Loss and metrics of the concatenated predictions, and the batch metrics' means."""
+    prediction, target = torch.cat(predictions), torch.cat(targets)
+    result: dict[str, float | None] = {"loss": float(experiment.loss(prediction, target))}
+    result.update(experiment.metrics(prediction, target))
+    result.update({k: sum(v) / len(v) for k, v in per_batch.items()})
     return result
 
 

@@ -103,7 +103,7 @@ def test_entropy_ignores_the_matrix_orientation():
 def test_uniform_reference_approaches_the_limit_and_grows_with_n():
     mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
     generator = torch.Generator().manual_seed(0)
-    big = uniform_permutation_entropy(2, 6, 20_000, mask, generator)
+    big = uniform_permutation_entropy(2, 6, 20_000, mask, generator, min_draws=1)
     torch.testing.assert_close(big, uniform_limit_entropy(mask.sum(1)), atol=2e-3, rtol=0)
     small = uniform_permutation_entropy(2, 6, 3, mask, generator)
     # three samples fill at most three slots of a row: entropy <= 2 log 3
@@ -131,3 +131,14 @@ def test_gradient_norm_joins_all_parameters():
     a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])
     assert gradient_norm([a, b, c]) == pytest.approx(5.0)
     assert gradient_norm([c]) is None
+
+
+def test_uniform_reference_averages_enough_draws_for_small_batches():
+    # one input, N = 3 samples of 5 nodes: a single draw is one of few discrete values; the
+    # reference averages 256 draws, close to the value of many independent inputs
+    generator = torch.Generator().manual_seed(0)
+    many = uniform_permutation_entropy(4000, 5, 3, None, generator, min_draws=1).mean()
+    one = uniform_permutation_entropy(1, 5, 3, None, generator)
+    assert one.item() == pytest.approx(many.item(), abs=0.05)
+    single = uniform_permutation_entropy(1, 5, 3, None, generator, min_draws=1)
+    assert single.shape == one.shape == (1,)

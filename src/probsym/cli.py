@@ -1,4 +1,4 @@
-"""``probsym train|eval|separate|curves``: parse options, then call the experiments and the loop.
+"""``probsym train|eval|separate|curves|analyze``: parse options, then call the library.
 
 The option list is generated from :class:`~probsym.train.config.TrainConfig`; ``--config FILE``
 reads a TOML file of the same keys and ``--set key=value`` overrides anything.
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--quiet", action="store_true")
     _add_curves_parser(commands)
+    _add_analyze_parser(commands)
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
     separate.add_argument("benchmark", choices=["graph8c", "exp"])
     separate.add_argument("--method", default="ps", help="ps | ga | fa | canonical")
@@ -125,6 +126,51 @@ def _add_curves_parser(commands) -> None:
     curves.add_argument(
         "--plot-only", action="store_true", help="summarize the runs in --out, train nothing"
     )
+
+
+def _add_analyze_parser(commands) -> None:
+    from probsym.analysis.sampling import DEFAULT_COUNTS
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="plots of a trained run: permutation entropy, metric and variance vs inference N, "
+        "gradient norms (PNG + CSV in RUN_DIR/plots)",
+    )
+    analyze.add_argument("run_dir", type=Path)
+    analyze.add_argument(
+        "--compare", type=Path, nargs="+", default=[], metavar="RUN_DIR", help="runs to overlay"
+    )
+    analyze.add_argument("--out", type=Path, default=None, help="folder (default RUN_DIR/plots)")
+    analyze.add_argument(
+        "--counts",
+        default=",".join(map(str, DEFAULT_COUNTS)),
+        help="inference sample counts, comma-separated",
+    )
+    analyze.add_argument(
+        "--max-samples", type=_positive_int, default=None, help="drop counts above this cap"
+    )
+    analyze.add_argument(
+        "--trials",
+        type=int,
+        default=5,
+        help="Monte Carlo trials at the largest count (smaller counts get more); >= 2",
+    )
+    analyze.add_argument("--split", default="test", help="split of the sample-count studies")
+    analyze.add_argument("--entropy-split", default="val", help="split of the checkpoint entropy")
+    analyze.add_argument(
+        "--entropy-samples", type=_positive_int, default=100, help="samples per input (paper: 100)"
+    )
+    analyze.add_argument(
+        "--limit", type=int, default=0, help="first N inputs of each split (0: all)"
+    )
+    analyze.add_argument("--batch-size", type=int, default=0, help="0: the run's eval batch size")
+    analyze.add_argument(
+        "--chunk", type=_positive_int, default=1024, help="most folded inputs per model call"
+    )
+    analyze.add_argument("--seed", type=int, default=0, help="seed of every draw")
+    analyze.add_argument("--weights", choices=["best", "last"], default="best")
+    analyze.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    analyze.add_argument("--quiet", action="store_true")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -329,6 +375,47 @@ def run_curves(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym analyze``: the studies of :func:`probsym.analysis.analyze`, then a summary."""
+    import torch
+
+    from probsym.analysis import AnalyzeOptions, analyze
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
+    except ValueError as error:
+        raise ProbsymError(
+            f"--counts takes comma-separated integers, got {args.counts!r}"
+        ) from error
+    options = AnalyzeOptions(
+        counts=counts,
+        max_samples=args.max_samples or 0,
+        trials=args.trials,
+        split=args.split,
+        entropy_split=args.entropy_split,
+        entropy_samples=args.entropy_samples,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        seed=args.seed,
+        weights=args.weights,
+    )
+
+    def report(label: str) -> None:
+        if not args.quiet:
+            print(f"analyzing {label}", file=sys.stderr)
+
+    summary = analyze(args.run_dir, args.compare, options, args.out, on_run=report)
+    return {
+        "experiment": summary["experiment"],
+        "runs": summary["runs"],
+        "files": summary["files"],
+        "entropy_checkpoint": summary["entropy_checkpoint"],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probsym`` command."""
     args = build_parser().parse_args(argv)
@@ -341,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval": run_eval,
         "separate": run_separate,
         "curves": run_curves,
+        "analyze": run_analyze,
     }
     try:
         result = commands[args.command](args)

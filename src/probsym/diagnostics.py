@@ -17,6 +17,7 @@ Shapes: ``b`` batch · ``s`` samples · ``n`` nodes (padded).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -105,21 +106,26 @@ def uniform_permutation_entropy(
     num_samples: int,
     mask: Tensor | None = None,
     generator: torch.Generator | None = None,
+    min_draws: int = 256,
 ) -> Tensor:
     """The same entropy for ``num_samples`` uniform permutations of each input's real nodes.
 
     The reference a learned sampler's entropy is read against: it depends on N and on the graph
-    sizes, not only on n. One Monte Carlo draw per input (its spread over inputs is small; pass a
-    ``generator`` so that logging it does not touch the global RNG stream).
+    sizes, not only on n. Each input's value is the mean over ``ceil(min_draws / batch)``
+    independent Monte Carlo draws, so that a batch's mean has at least ``min_draws`` draws
+    behind it (one draw per input is noisy for small batches). Pass a ``generator`` so that
+    logging it does not touch the global RNG stream.
 
     Shapes:
-        mask: ``(batch, nodes)`` or None; returns ``(batch,)`` float64.
+        mask: ``(batch, nodes)`` or None; returns ``(batch,)`` float64 (on the CPU).
     """
-    keys = torch.rand(batch * num_samples, nodes, generator=generator)
-    folded = None if mask is None else mask.cpu().repeat_interleave(num_samples, dim=0)
+    repeats = max(1, math.ceil(min_draws / max(batch, 1)))
+    keys = torch.rand(repeats * batch * num_samples, nodes, generator=generator)
+    mask = None if mask is None else mask.cpu().repeat(repeats, 1)  # (repeats * batch, n)
+    folded = None if mask is None else mask.repeat_interleave(num_samples, dim=0)
     index = order_by_keys(keys, folded)
     matrix = mean_permutation_matrix(index, num_samples)
-    return permutation_matrix_entropy(matrix, None if mask is None else mask.cpu())
+    return permutation_matrix_entropy(matrix, mask).reshape(repeats, batch).mean(0)
 
 
 def uniform_limit_entropy(sizes: Tensor) -> Tensor:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from probsym.errors import ProbsymError
 
 #: The permutation-entropy columns (``probsym.train.loop``; empty for groups without S_n).
 ENTROPY_COLUMNS = (
+    "samples",  # the training N of the epoch
     "train_perm_entropy",
     "train_perm_entropy_uniform",
     "val_perm_entropy",
@@ -32,11 +34,16 @@ def read_log(run_dir: str | Path) -> list[dict[str, float | None]]:
 
 
 def curve_rows(
-    rows: list[dict[str, float | None]], columns: tuple[str, ...], label: str
-) -> list[dict[str, float | str | None]]:
-    """``run, epoch`` and ``columns`` of every epoch (columns the log lacks are ``None``)."""
+    rows: list[dict[str, float | None]],
+    columns: tuple[str, ...],
+    label: str,
+    constants: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """``run, epoch``, ``constants`` and ``columns`` of every epoch (``None`` where missing)."""
+    constants = constants or {}
     return [
-        {"run": label, "epoch": int(r["epoch"]), **{c: r.get(c) for c in columns}} for r in rows
+        {"run": label, "epoch": int(r["epoch"]), **constants, **{c: r.get(c) for c in columns}}
+        for r in rows
     ]
 
 

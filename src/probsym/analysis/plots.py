@@ -80,10 +80,15 @@ def entropy_figure(
     figure, (left, right) = _figure(2)
     drawn = False
     for i, run in enumerate(_runs(curves)):
+        mine = [r for r in curves if r["run"] == run]
+        val_n = mine[0].get("eval_samples")
+        train_n = "/".join(
+            str(int(n)) for n in sorted({r["samples"] for r in mine if r.get("samples")})
+        )
         for column, style, what in (
-            ("val_perm_entropy", "-", "val"),
-            ("val_perm_entropy_uniform", "--", "val, uniform"),
-            ("train_perm_entropy", ":", "train"),
+            ("val_perm_entropy", "-", f"val, N={val_n}"),
+            ("val_perm_entropy_uniform", "--", f"uniform, N={val_n}"),
+            ("train_perm_entropy", ":", f"train, N={train_n or '?'}"),
         ):
             x, y = _series(curves, run, "epoch", column)
             if x:

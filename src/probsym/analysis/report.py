@@ -132,7 +132,9 @@ def analyze(
         if on_run is not None:
             on_run(label)
         rows = logs.read_log(path)
-        curves += logs.curve_rows(rows, logs.ENTROPY_COLUMNS, label)
+        curves += logs.curve_rows(
+            rows, logs.ENTROPY_COLUMNS, label, {"eval_samples": config.eval_samples}
+        )
         gradients += logs.curve_rows(rows, logs.GRADIENT_COLUMNS, label)
         for name in (options.split, options.entropy_split):
             if name not in run.data:

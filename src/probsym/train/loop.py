@@ -133,13 +133,13 @@ def evaluate(
     device: torch.device,
     quiet: bool = True,
     desc: str = "eval",
-    diagnostics: bool = False,
+    permutation_entropy: bool = False,
 ) -> dict[str, float | None]:
     """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input.
 
     The experiment's readout turns each batch into ``(prediction, target)``; these concatenate
     over batches for ``loss`` and ``metrics``, while ``batch_metrics`` (if any) are averaged over
-    batches. With ``diagnostics``, also ``perm_entropy`` (the entropy of each input's mean
+    batches. With ``permutation_entropy``, also ``perm_entropy`` (the entropy of each input's mean
     sampled permutation, :mod:`probsym.diagnostics`, mean over inputs) and
     ``perm_entropy_uniform`` (the same for uniform permutations at the same N), both ``None``
     for groups without S_n.
@@ -147,12 +147,12 @@ def evaluate(
     model.eval()
     predictions, targets = [], []
     per_batch: dict[str, list[float]] = {}
-    entropy = _EntropySums(torch.Generator().manual_seed(0)) if diagnostics else None
+    entropy = _EntropySums(torch.Generator().manual_seed(0)) if permutation_entropy else None
     total = num_batches(split, batch_size)
     for batch in progress(batches(split, batch_size), total, desc, quiet):
         batch = _to_device(batch, device)
         inputs = model_inputs(model, batch, device)
-        out = model(**inputs, num_samples=num_samples, keep_samples=diagnostics)
+        out = model(**inputs, num_samples=num_samples, keep_samples=entropy is not None)
         if entropy is not None:
             entropy.add(model, out, inputs)
         prediction, target = experiment.read(out.value.float(), batch)
@@ -542,7 +542,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                 config.eval_samples,
                 config.eval_batch_size,
                 device,
-                diagnostics=True,
+                permutation_entropy=True,
             )
             row["val_seconds"] = round(time.perf_counter() - val_start, 3)
             row["val_graphs"] = split_size(data["val"])

@@ -8,12 +8,13 @@ from __future__ import annotations
 from probsym import errors, fields, groups, samplers, testing
 from probsym.fields import Field
 from probsym.signature import Signature
-from probsym.symmetrize import Symmetrize, Symmetrized
+from probsym.symmetrize import Prediction, Symmetrize, Symmetrized
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Field",
+    "Prediction",
     "Signature",
     "Symmetrize",
     "Symmetrized",

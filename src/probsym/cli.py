@@ -1,4 +1,4 @@
-"""``probsym train|eval|separate|curves``: parse options, then call the experiments and the loop.
+"""``probsym train|eval|separate|curves|analyze``: parse options, then call the library.
 
 The option list is generated from :class:`~probsym.train.config.TrainConfig`; ``--config FILE``
 reads a TOML file of the same keys and ``--set key=value`` overrides anything.
@@ -71,8 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="samples per input (default: the run's test samples)",
     )
+    evaluate.add_argument(
+        "--tol",
+        type=_positive_float,
+        default=None,
+        help="adaptive inference: sample each input until the standard error of every output "
+        "entry is at most TOL (Symmetrize.predict); reports the samples spent",
+    )
+    evaluate.add_argument(
+        "--max-samples", type=_positive_int, default=1000, help="cap per input with --tol"
+    )
+    evaluate.add_argument(
+        "--chunk",
+        type=_positive_int,
+        default=None,
+        help="most folded inputs per base call with --tol (default: --eval-chunk, else 1024)",
+    )
     evaluate.add_argument("--quiet", action="store_true")
     _add_curves_parser(commands)
+    _add_analyze_parser(commands)
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
     separate.add_argument("benchmark", choices=["graph8c", "exp"])
     separate.add_argument("--method", default="ps", help="ps | ga | fa | canonical")
@@ -109,6 +126,51 @@ def _add_curves_parser(commands) -> None:
     curves.add_argument(
         "--plot-only", action="store_true", help="summarize the runs in --out, train nothing"
     )
+
+
+def _add_analyze_parser(commands) -> None:
+    from probsym.analysis.sampling import DEFAULT_COUNTS
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="plots of a trained run: permutation entropy, metric and variance vs inference N, "
+        "gradient norms (PNG + CSV in RUN_DIR/plots)",
+    )
+    analyze.add_argument("run_dir", type=Path)
+    analyze.add_argument(
+        "--compare", type=Path, nargs="+", default=[], metavar="RUN_DIR", help="runs to overlay"
+    )
+    analyze.add_argument("--out", type=Path, default=None, help="folder (default RUN_DIR/plots)")
+    analyze.add_argument(
+        "--counts",
+        default=",".join(map(str, DEFAULT_COUNTS)),
+        help="inference sample counts, comma-separated",
+    )
+    analyze.add_argument(
+        "--max-samples", type=_positive_int, default=None, help="drop counts above this cap"
+    )
+    analyze.add_argument(
+        "--trials",
+        type=int,
+        default=5,
+        help="Monte Carlo trials at the largest count (smaller counts get more); >= 2",
+    )
+    analyze.add_argument("--split", default="test", help="split of the sample-count studies")
+    analyze.add_argument("--entropy-split", default="val", help="split of the checkpoint entropy")
+    analyze.add_argument(
+        "--entropy-samples", type=_positive_int, default=100, help="samples per input (paper: 100)"
+    )
+    analyze.add_argument(
+        "--limit", type=int, default=0, help="first N inputs of each split (0: all)"
+    )
+    analyze.add_argument("--batch-size", type=int, default=0, help="0: the run's eval batch size")
+    analyze.add_argument(
+        "--chunk", type=_positive_int, default=1024, help="most folded inputs per model call"
+    )
+    analyze.add_argument("--seed", type=int, default=0, help="seed of every draw")
+    analyze.add_argument("--weights", choices=["best", "last"], default="best")
+    analyze.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    analyze.add_argument("--quiet", action="store_true")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -159,6 +221,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """``probsym train``."""
     from probsym.train.loop import fit
@@ -168,17 +238,44 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test."""
+    """``probsym eval``: rebuild the run's model, load its best weights (EMA ones if any), test.
+
+    With ``--tol``, each test input samples adaptively (:meth:`Symmetrize.predict`).
+    """
     import torch
 
-    from probsym.train.loop import evaluate
+    from probsym.train.loop import evaluate, evaluate_adaptive
     from probsym.train.restore import restore
 
+    if args.tol is not None and args.eval_samples is not None:
+        raise ProbsymError("--eval-samples and --tol exclude each other (--tol decides N)")
     run = restore(args.run_dir, "best")
     config, model = run.config, run.model
     samples = config.test_num_samples if args.eval_samples is None else args.eval_samples
     torch.manual_seed(config.seed)
     device = next(model.parameters()).device
+    if args.tol is not None:
+        test = evaluate_adaptive(
+            run.experiment,
+            model,
+            run.data["test"],
+            args.tol,
+            args.max_samples,
+            config.eval_batch_size,
+            device,
+            args.chunk or config.eval_chunk or None,
+            args.quiet,
+            "test",
+        )
+        return {
+            "experiment": config.experiment,
+            "method": config.method,
+            "test_samples": "adaptive",
+            "tol": args.tol,
+            "max_samples": args.max_samples,
+            "weights": "ema" if run.ema else "model",
+            "test": test,
+        }
     test = evaluate(
         run.experiment,
         model,
@@ -278,6 +375,47 @@ def run_curves(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym analyze``: the studies of :func:`probsym.analysis.analyze`, then a summary."""
+    import torch
+
+    from probsym.analysis import AnalyzeOptions, analyze
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
+    except ValueError as error:
+        raise ProbsymError(
+            f"--counts takes comma-separated integers, got {args.counts!r}"
+        ) from error
+    options = AnalyzeOptions(
+        counts=counts,
+        max_samples=args.max_samples or 0,
+        trials=args.trials,
+        split=args.split,
+        entropy_split=args.entropy_split,
+        entropy_samples=args.entropy_samples,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        seed=args.seed,
+        weights=args.weights,
+    )
+
+    def report(label: str) -> None:
+        if not args.quiet:
+            print(f"analyzing {label}", file=sys.stderr)
+
+    summary = analyze(args.run_dir, args.compare, options, args.out, on_run=report)
+    return {
+        "experiment": summary["experiment"],
+        "runs": summary["runs"],
+        "files": summary["files"],
+        "entropy_checkpoint": summary["entropy_checkpoint"],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``probsym`` command."""
     args = build_parser().parse_args(argv)
@@ -290,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval": run_eval,
         "separate": run_separate,
         "curves": run_curves,
+        "analyze": run_analyze,
     }
     try:
         result = commands[args.command](args)

@@ -120,6 +120,13 @@ class TrainConfig:
         },
     )
     eval_every: int = field(default=1, metadata={"help": "validate every N epochs"})
+    diagnostic_batches: int = field(
+        default=4,
+        metadata={
+            "help": "training batches per epoch whose permutation entropy and base / sampler "
+            "gradient norms (before clipping) go to log.csv (0: off; docs/analysis.md)"
+        },
+    )
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
 
     def __post_init__(self) -> None:
@@ -162,6 +169,7 @@ _MINIMUM = {
     "samples": 1,
     "eval_samples": 1,
     "eval_every": 1,
+    "diagnostic_batches": 0,
     "test_samples": 0,
     "max_train": 0,
     "limit": 0,

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from probsym import diagnostics
 from probsym.errors import ProbsymError
 from probsym.experiments.base import DataSplit, Experiment, Split, split_size
 from probsym.symmetrize import Symmetrize
@@ -132,20 +133,28 @@ def evaluate(
     device: torch.device,
     quiet: bool = True,
     desc: str = "eval",
-) -> dict[str, float]:
+    permutation_entropy: bool = False,
+) -> dict[str, float | None]:
     """Loss and metrics of ``model`` on a whole split with ``num_samples`` samples per input.
 
     The experiment's readout turns each batch into ``(prediction, target)``; these concatenate
     over batches for ``loss`` and ``metrics``, while ``batch_metrics`` (if any) are averaged over
-    batches.
+    batches. With ``permutation_entropy``, also ``perm_entropy`` (the entropy of each input's mean
+    sampled permutation, :mod:`probsym.diagnostics`, mean over inputs) and
+    ``perm_entropy_uniform`` (the same for uniform permutations at the same N), both ``None``
+    for groups without S_n.
     """
     model.eval()
     predictions, targets = [], []
     per_batch: dict[str, list[float]] = {}
+    entropy = _EntropySums(torch.Generator().manual_seed(0)) if permutation_entropy else None
     total = num_batches(split, batch_size)
     for batch in progress(batches(split, batch_size), total, desc, quiet):
         batch = _to_device(batch, device)
-        out = model(**model_inputs(model, batch, device), num_samples=num_samples)
+        inputs = model_inputs(model, batch, device)
+        out = model(**inputs, num_samples=num_samples, keep_samples=entropy is not None)
+        if entropy is not None:
+            entropy.add(model, out, inputs)
         prediction, target = experiment.read(out.value.float(), batch)
         prediction, target = prediction.cpu(), target.cpu()
         predictions.append(prediction)
@@ -153,11 +162,146 @@ def evaluate(
         if experiment.batch_metrics is not None:
             for key, value in experiment.batch_metrics(prediction, target).items():
                 per_batch.setdefault(key, []).append(float(value))
+    result = _split_result(experiment, predictions, targets, per_batch)
+    if entropy is not None:
+        result.update(entropy.means())
+    return result
+
+
+@torch.no_grad()
+def evaluate_adaptive(
+    experiment: Experiment,
+    model: Symmetrize,
+    split: DataSplit,
+    tol: float,
+    max_samples: int,
+    batch_size: int,
+    device: torch.device,
+    chunk: int | None = None,
+    quiet: bool = True,
+    desc: str = "eval",
+) -> dict[str, float]:
+    """:func:`evaluate` with :meth:`Symmetrize.predict`: each input samples until ``tol``.
+
+    Loss and metrics are those of the adaptive means. Also returns the samples spent
+    (``samples_total``, per input ``samples_mean`` / ``samples_min`` / ``samples_max``, and
+    ``at_cap``, the fraction of inputs that reached ``max_samples``) and the standard errors of
+    the predictions after the readout (``stderr_mean`` over all their entries, ``stderr_max``).
+    """
+    model.eval()
+    predictions, targets, errors, counts = [], [], [], []
+    per_batch: dict[str, list[float]] = {}
+    total = num_batches(split, batch_size)
+    for batch in progress(batches(split, batch_size), total, desc, quiet):
+        batch = _to_device(batch, device)
+        inputs = model_inputs(model, batch, device)
+        out = model.predict(**inputs, tol=tol, max_samples=max_samples, chunk=chunk)
+        prediction, target = experiment.read(out.mean.float(), batch)
+        error, _ = experiment.read(out.stderr.float(), batch)  # the same entries as prediction
+        predictions.append(prediction.cpu())
+        targets.append(target.cpu())
+        errors.append(error.cpu().flatten())
+        counts.append(out.num_samples.cpu())
+        if experiment.batch_metrics is not None:
+            for key, value in experiment.batch_metrics(prediction.cpu(), target.cpu()).items():
+                per_batch.setdefault(key, []).append(float(value))
+    result = _split_result(experiment, predictions, targets, per_batch)
+    count, error = torch.cat(counts).double(), torch.cat(errors).double()
+    result.update(
+        samples_total=int(count.sum()),
+        samples_mean=float(count.mean()),
+        samples_min=int(count.min()),
+        samples_max=int(count.max()),
+        at_cap=float((count >= max_samples).double().mean()),
+        stderr_mean=float(error.mean()),
+        stderr_max=float(error.max()),
+    )
+    return result
+
+
+def _split_result(
+    experiment: Experiment,
+    predictions: list[Tensor],
+    targets: list[Tensor],
+    per_batch: dict[str, list[float]],
+) -> dict[str, float | None]:
+    """Loss and metrics of the concatenated predictions, and the batch metrics' means."""
     prediction, target = torch.cat(predictions), torch.cat(targets)
-    result = {"loss": float(experiment.loss(prediction, target))}
+    result: dict[str, float | None] = {"loss": float(experiment.loss(prediction, target))}
     result.update(experiment.metrics(prediction, target))
     result.update({k: sum(v) / len(v) for k, v in per_batch.items()})
     return result
+
+
+class _EntropySums:
+    """Running sums of the sampled and the uniform permutation entropy over inputs.
+
+    The uniform reference draws from its own generator, so that logging it leaves the global RNG
+    stream (and with it the run) unchanged.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+        self.entropy = self.uniform = 0.0
+        self.count = 0
+
+    def add(self, model: Symmetrize, out: Any, inputs: dict[str, Tensor]) -> None:
+        """Add one batch's inputs (``out`` from a ``keep_samples=True`` call)."""
+        if not model.group.acts_on_nodes or out.samples is None:
+            return
+        mask = inputs.get(model.signature.mask) if model.signature.mask else None
+        b = next(iter(inputs.values())).shape[0]
+        per_input = out.samples.elements.batch_size // b
+        index = diagnostics.permutation_index(model.group, out.samples.elements)
+        n = index.shape[1]
+        sampled = diagnostics.sampled_permutation_entropy(
+            model.group, out.samples.elements, per_input, mask
+        )
+        uniform = diagnostics.uniform_permutation_entropy(b, n, per_input, mask, self.generator)
+        self.entropy += float(sampled.sum())
+        self.uniform += float(uniform.sum())
+        self.count += b
+
+    def means(self) -> dict[str, float | None]:
+        """``perm_entropy`` and ``perm_entropy_uniform`` (``None`` when nothing was added)."""
+        if not self.count:
+            return {"perm_entropy": None, "perm_entropy_uniform": None}
+        return {
+            "perm_entropy": self.entropy / self.count,
+            "perm_entropy_uniform": self.uniform / self.count,
+        }
+
+
+class _TrainProbes:
+    """One epoch's training diagnostics: the penalty on every batch, the rest on a few."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.entropy = _EntropySums(generator)
+        self.penalty, self.examples = 0.0, 0
+        self.grad_base: list[float] = []
+        self.grad_sampler: list[float] = []
+
+    def add_gradients(self, model: Symmetrize) -> None:
+        """Gradient norms of the base and of the sampler, before clipping."""
+        for norms, module in ((self.grad_base, model.base), (self.grad_sampler, model.sampler)):
+            norm = diagnostics.gradient_norm(module.parameters())
+            if norm is not None:
+                norms.append(norm)
+
+    def row(self) -> dict[str, float | None]:
+        """The log.csv columns (``None``: empty, e.g. no S_n or a sampler without weights)."""
+        entropy = self.entropy.means()
+
+        def mean(values: list[float]) -> float | None:
+            return sum(values) / len(values) if values else None
+
+        return {
+            "train_regularization": self.penalty / max(self.examples, 1),
+            "train_perm_entropy": entropy["perm_entropy"],
+            "train_perm_entropy_uniform": entropy["perm_entropy_uniform"],
+            "grad_norm_base": mean(self.grad_base),
+            "grad_norm_sampler": mean(self.grad_sampler),
+        }
 
 
 def _to_device(batch: Split, device: torch.device) -> Split:
@@ -300,8 +444,12 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         total, seen, examples = 0.0, 0, 0
+        # the uniform entropy reference's own stream, per epoch: a resumed run logs the same
+        probes = _TrainProbes(torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
         epoch_batches = batches(data["train"], config.batch_size, shuffle)
-        for batch in progress(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}", quiet):
+        epoch_bar = progress(epoch_batches, steps_per_epoch, f"epoch {epoch + 1}", quiet)
+        for batch_index, batch in enumerate(epoch_bar):
+            probe = batch_index < config.diagnostic_batches
             examples += split_size(batch)
             now = state[clock_key]  # the budget clock: saved seconds (plus this epoch's)
             if clock_per_step:
@@ -317,8 +465,9 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                 per_input = model.sampler.samples_per_input(model.num_samples)
                 noise = shard.noise(noise, per_input) or None
                 batch = shard.rows(batch)
+            inputs = model_inputs(model, batch, device)
             with _autocast(config, device):
-                out = train_model(**model_inputs(model, batch, device), noise=noise)
+                out = train_model(**inputs, noise=noise, keep_samples=probe)
                 prediction, target = experiment.read(out.value.float(), batch)
                 loss = experiment.loss(prediction, target)
                 objective = loss + config.entropy_weight * out.regularization.float()
@@ -332,8 +481,12 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(objective).backward()
+            if config.grad_clip > 0 or probe:
+                scaler.unscale_(optimizer)  # (a no-op without a scaler)
+            if probe:  # the samples are the ones this step drew; norms before clipping
+                probes.entropy.add(model, out, inputs)
+                probes.add_gradients(model)
             if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             set_lr(state["step"], now)
             scaler.step(optimizer)
@@ -344,12 +497,24 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             if rows:
                 total += float(loss.detach()) * rows
                 seen += rows
+                share = split_size(batch)
+                probes.penalty += float(out.regularization.detach()) * share
+                probes.examples += share
         epoch_seconds = time.perf_counter() - start
         epoch_cpu = time.process_time() - cpu_start
         if world > 1:  # the loss over every rank's rows; rank 0's clocks, so all stop together
-            total, seen, epoch_seconds, epoch_cpu = all_reduce_sum(
-                [total, seen, from_rank_zero(epoch_seconds), from_rank_zero(epoch_cpu)], device
+            reduced = all_reduce_sum(
+                [
+                    total,
+                    seen,
+                    from_rank_zero(epoch_seconds),
+                    from_rank_zero(epoch_cpu),
+                    probes.penalty,
+                    probes.examples,
+                ],
+                device,
             )
+            total, seen, epoch_seconds, epoch_cpu, probes.penalty, probes.examples = reduced
         state["train_seconds"] += epoch_seconds
         state["cpu_seconds"] += epoch_cpu
         set_lr(state["step"], state[clock_key])  # the next step's lr, as logged and saved
@@ -363,6 +528,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
             "samples": model.num_samples,  # the training N of this epoch
             "wall_seconds": None,  # set below, after validation
             "cpu_seconds": round(state["cpu_seconds"], 3),
+            **probes.row(),  # penalty, entropy of the sampled permutations, gradient norms
         }
         # --time-budget: stop at the end of the epoch that reaches it, validated and saved
         out_of_time = 0 < budget_seconds <= state[clock_key]
@@ -376,6 +542,7 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
                 config.eval_samples,
                 config.eval_batch_size,
                 device,
+                permutation_entropy=True,
             )
             row["val_seconds"] = round(time.perf_counter() - val_start, 3)
             row["val_graphs"] = split_size(data["val"])
@@ -395,7 +562,11 @@ def fit(experiment: Experiment, config: TrainConfig, resume: bool = False) -> di
         _log_row(run_dir / "log.csv", row, writer)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in row.items() if k.startswith(("train_l", "val_"))}
+                {
+                    k: f"{v:.4g}"
+                    for k, v in row.items()
+                    if k.startswith(("train_l", "val_")) and v is not None
+                }
             )
         saved_state = {
             "model": model.state_dict(),
@@ -483,12 +654,12 @@ def _log_row(path: Path, row: dict[str, Any], writer) -> None:
     old = [r for r in old if int(r["epoch"]) < row["epoch"]]
     header = list(dict.fromkeys([k for r in old for k in r] + list(row)))
     lines = [",".join(header)]
-    for r in [*old, row]:
-        lines.append(",".join(str(r.get(k, "")) for k in header))
+    for r in [*old, row]:  # None (a diagnostic that does not apply) is an empty cell
+        lines.append(",".join("" if r.get(k) is None else str(r[k]) for k in header))
     checkpoint.write_text(path, "\n".join(lines) + "\n")
     if writer is not None:
         for key, value in row.items():
-            if key != "epoch":
+            if key != "epoch" and value is not None:
                 writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
         writer.flush()
 

@@ -138,19 +138,20 @@ def permutation_entropy(soft: Tensor, mask: Tensor | None) -> Tensor:
     """
     p = soft.clamp_min(1e-12)
     if mask is not None:
-        pair_mask = mask.unsqueeze(2) & slot_mask(mask).unsqueeze(1)
+        slots = slot_mask(mask)
+        pair_mask = mask.unsqueeze(2) & slots.unsqueeze(1)
         p = torch.where(pair_mask, p, torch.ones_like(p))
         p_rows = torch.where(pair_mask, p / (p * pair_mask).sum(2, keepdim=True), p)
         p_cols = torch.where(pair_mask, p / (p * pair_mask).sum(1, keepdim=True), p)
     else:
         p_rows, p_cols = p / p.sum(2, keepdim=True), p / p.sum(1, keepdim=True)
-    h_rows = -(p_rows * p_rows.log().clamp_min(-100)).sum(2)  # (B, n)
-    h_cols = -(p_cols * p_cols.log().clamp_min(-100)).sum(1)
-    per_node = h_rows + h_cols
+    h_rows = -(p_rows * p_rows.log().clamp_min(-100)).sum(2)  # (B, n), per node
+    h_cols = -(p_cols * p_cols.log().clamp_min(-100)).sum(1)  # (B, n), per slot
     if mask is None:
-        return per_node.mean()
+        return (h_rows + h_cols).mean()
+    # rows are masked by node, columns by slot: the two differ when padding is not a suffix
     counts = mask.sum(1).clamp_min(1)
-    return ((per_node * mask).sum(1) / counts).mean()
+    return (((h_rows * mask).sum(1) + (h_cols * slots).sum(1)) / counts).mean()
 
 
 def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:

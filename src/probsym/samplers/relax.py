@@ -53,10 +53,10 @@ def soft_permutation(
     slots (as :func:`order_by_keys` gives): real nodes fill the first slots.
 
     Sinkhorn runs on probabilities, not logits: each node's own slot has logit 0, so every real
-    row and column keeps an entry of at least about 1/n and no sum vanishes, and a division costs
-    two kernels where a log-domain ``logsumexp`` step costs six (with the hand-written backward,
-    the relaxation is 2-3x faster than the log-domain loop: ``benchmarks/relaxation.py``).
-    Entries below float32's range are 0 either way.
+    row and column keeps an entry of at least about 1/n and no sum vanishes, and a half-step is
+    one batched matrix-vector product on the row or column scalings (``_Sinkhorn``) where a
+    log-domain ``logsumexp`` step costs six full-matrix kernels. Entries below float32's range
+    are 0 either way. ``iterations=0`` is the row-unnormalised SoftSort kernel itself.
 
     Shapes:
         scores, index, mask: ``(B, n)``; returns ``(B, n, n)``.
@@ -74,50 +74,62 @@ def soft_permutation(
         pair_mask = mask.unsqueeze(2) & slots.unsqueeze(1)
         padded = ~mask.unsqueeze(2) & ~slots.unsqueeze(1)
         p = torch.where(pair_mask, p, padded.to(p.dtype))
-    p = _Sinkhorn.apply(p, iterations)
+    if iterations > 0:
+        p = _Sinkhorn.apply(p, iterations)
     return p if pair_mask is None else p * pair_mask
 
 
 class _Sinkhorn(torch.autograd.Function):
-    """``iterations`` x (normalise rows, then columns) with a hand-written backward pass.
+    """``iterations`` x (normalise rows, then columns), kept as scalings, with its own backward.
 
-    For ``y = x / s`` with ``s = Σ_dim x``, ``dx = (dy - Σ_dim dy·y) / s``: four kernels per
-    half-step where autograd's generic division and sum take about seven. Values and gradients
-    are those of the plain loop (``tests/samplers/test_relax.py`` compares them).
+    Every iterate is ``diag(r) K diag(c)``: a row step sets ``r = 1 / (K c)``, a column step
+    ``c = 1 / (Kᵀ r)``. So the loop runs on the ``(B, n)`` scalings, with one batched
+    matrix-vector product per half-step, and only they are kept for the backward pass (not the
+    ``(B, n, n)`` iterates: 40 of them at 20 iterations were 0.7 GB for a PATTERN batch). The
+    backward pass runs the loop in reverse on vectors too, and collects the gradient of ``K``
+    (a sum of one outer product per half-step) in two batched products at the end. Values and
+    gradients are those of the plain loop up to rounding (``tests/samplers/test_relax.py``
+    compares them with a log-domain autograd loop); 2-3x faster than normalising the matrix in
+    every half-step (``benchmarks/README.md``).
     """
 
     @staticmethod
-    def forward(ctx, p: Tensor, iterations: int) -> Tensor:  # noqa: D102 - autograd hook
-        # Every iterate is diag(r) · x · diag(c): keep x and the (B, n) scalings of each half-step,
-        # not the 2·iterations full (B, n, n) iterates (40 of them at 20 iterations: 0.7 GB for a
-        # PATTERN batch), and rebuild each iterate in the backward pass.
-        x = p
-        rows = torch.ones_like(p[:, :, :1])
-        cols = torch.ones_like(p[:, :1, :])
-        saved = []
+    def forward(ctx, k: Tensor, iterations: int) -> Tensor:  # noqa: D102 - autograd hook
+        k_t = k.transpose(1, 2)
+        c = torch.ones_like(k[:, :, :1])  # (B, n, 1)
+        rows, cols = [], [c]
         for _ in range(iterations):
-            for dim in (2, 1):
-                total = p.sum(dim=dim, keepdim=True)
-                p = p / total
-                if dim == 2:
-                    rows = rows / total
-                else:
-                    cols = cols / total
-                saved += [rows, cols, total]
-        ctx.save_for_backward(x, *saved)
-        return p
+            r = torch.bmm(k, c).reciprocal_()  # (B, n, 1): 1 / row sums of K diag(c)
+            c = torch.bmm(k_t, r).reciprocal_()  # 1 / column sums of diag(r) K
+            rows.append(r)
+            cols.append(c)
+        ctx.save_for_backward(k, *rows, *cols)
+        return k * rows[-1] * cols[-1].transpose(1, 2)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102 - autograd hook
-        x, *saved = ctx.saved_tensors
-        steps = len(saved) // 3
+        k, *saved = ctx.saved_tensors
+        steps = len(saved) // 2
+        rows, cols = saved[:steps], saved[steps:]  # cols[0] is the initial all-ones scaling
+        k_t = k.transpose(1, 2)
+        weighted = grad * k
+        d_r_out = torch.bmm(weighted, cols[-1])  # (B, n, 1): the output's own use of r
+        d_c = torch.bmm(weighted.transpose(1, 2), rows[-1])
+        d_u, d_v = [], []
         for step in reversed(range(steps)):
-            rows, cols, total = saved[3 * step : 3 * step + 3]
-            y = x * rows * cols
-            dim = 2 if step % 2 == 0 else 1
-            grad = (grad - (grad * y).sum(dim=dim, keepdim=True)) / total
-        return grad, None
+            u = -d_c * cols[step + 1].square()  # through c = 1 / (Kᵀ r)
+            d_r = torch.bmm(k, u) if step < steps - 1 else torch.baddbmm(d_r_out, k, u)
+            v = -d_r * rows[step].square()  # through r = 1 / (K c)
+            d_c = torch.bmm(k_t, v)
+            d_u.append(u)
+            d_v.append(v)
+        # dK = G ∘ r cᵀ + Σ_steps (r u ᵀ + v c_prevᵀ): the outer products as two bmm
+        r_all, u_all = torch.cat(rows[::-1], 2), torch.cat(d_u, 2)  # (B, n, steps)
+        v_all, c_all = torch.cat(d_v, 2), torch.cat(cols[-2::-1], 2)
+        d_k = grad * (rows[-1] * cols[-1].transpose(1, 2))
+        d_k = d_k.baddbmm_(r_all, u_all.transpose(1, 2)).baddbmm_(v_all, c_all.transpose(1, 2))
+        return d_k, None
 
 
 def slot_mask(mask: Tensor) -> Tensor:

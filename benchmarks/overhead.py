@@ -224,19 +224,27 @@ def make_base(name: BaseName, task: Task, num_nodes: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Variant:
-    """A library configuration to time (``check_inputs`` and the sampler networks' precision)."""
+    """A library configuration to time: ``check_inputs``, the sampler networks' precision, and
+    further options of the learned samplers (``noise_at``, ...)."""
 
     name: str
     check_inputs: bool = True
     sampler_dtype: torch.dtype = torch.float64
+    sampler_options: tuple[tuple[str, object], ...] = ()
 
 
+HEADS = (("noise_at", "heads"),)
 VARIANTS = {
     "default": Variant("default"),
     "no-check": Variant("no-check", check_inputs=False),
     "sampler-f32": Variant("sampler-f32", sampler_dtype=torch.float32),
     "no-check+sampler-f32": Variant("no-check+sampler-f32", False, torch.float32),
+    "heads": Variant("heads", sampler_options=HEADS),
+    "heads+antithetic": Variant("heads+antithetic", sampler_options=(*HEADS, ("antithetic", True))),
+    "no-check+heads": Variant("no-check+heads", False, sampler_options=HEADS),
 }
+#: What ``--variants`` runs by default (the others on request).
+DEFAULT_VARIANTS = ("default", "no-check", "sampler-f32", "no-check+sampler-f32", "heads")
 
 
 def parse_group(spec: str) -> groups.Group:
@@ -258,7 +266,7 @@ def make_sampler(
     """The sampler for ``method``; ``sampler_dtype`` applies to the learned samplers only."""
     kwargs = {}
     if method in ("ps", "canonical"):
-        kwargs["dtype"] = variant.sampler_dtype
+        kwargs = {"dtype": variant.sampler_dtype, **dict(variant.sampler_options)}
     return samplers.resolve(method, group, signature, **kwargs)
 
 
@@ -552,7 +560,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         choices=list(VARIANTS),
         default=None,
-        help="library settings to time (default: all four; --quick: default only)",
+        help=f"library settings to time (default: {', '.join(DEFAULT_VARIANTS)}; --quick: "
+        "default only)",
     )
     parser.add_argument(
         "--budget",
@@ -573,8 +582,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     group = parse_group(args.group)
     task = nbody_task() if group.dim is not None else graph_task()
     learned = args.method in ("ps", "canonical")
-    names = args.variants or (["default"] if args.quick else list(VARIANTS))
-    if not learned:  # sampler_dtype only exists for learned samplers
+    names = args.variants or (["default"] if args.quick else list(DEFAULT_VARIANTS))
+    if not learned:  # sampler options only exist for learned samplers
+        names = [n for n in names if not VARIANTS[n].sampler_options]
         names = [n for n in names if "sampler-f32" not in n] or ["default"]
     variants = [VARIANTS[n] for n in names]
     print(

@@ -196,27 +196,30 @@ def _gram_schmidt(vectors: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Gram–Schmidt and each column's residual norm relative to ``‖vectors‖_F``, ``(B, d)``."""
     b, d, _ = vectors.shape
     # Rotation-invariant scale, so that the degeneracy threshold is relative and equivariant.
-    scale = vectors.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+    scale = _length(vectors.flatten(1)).clamp_min(1e-30)  # (B, 1)
     columns: list[Tensor] = []
     residuals: list[Tensor] = []
-    eye = torch.eye(d, dtype=vectors.dtype, device=vectors.device).expand(b, d, d)
     for k in range(d):
-        v = vectors[:, :, k] / scale[:, 0]
+        v = vectors[:, :, k] / scale
         u = _orthogonalize(v, columns)
-        norm = u.norm(dim=1, keepdim=True)
+        norm = _length(u)
         residuals.append(norm[:, 0])
-        fallback = _orthogonalize_all(eye, columns)  # (b, d, d) candidates as columns
-        best = fallback.norm(dim=1).argmax(dim=1)
-        f = fallback[torch.arange(b, device=vectors.device), :, best]
-        degenerate = norm < eps
-        u = torch.where(degenerate, f, u)
+        u = torch.where(norm < eps, _fallback(columns, b, d, vectors), u)
         # A second pass ("twice is enough", Parlett–Kahan): one pass leaves errors of the order of
         # rounding times the condition number, which for Gaussian (Haar) draws in float32 exceed
         # 1e-5 about 1% of the time.
         u = _orthogonalize(u, columns)
-        norm = u.norm(dim=1, keepdim=True)
-        columns.append(u / norm.clamp_min(1e-12))
+        columns.append(u / _length(u).clamp_min(1e-12))
     return torch.stack(columns, dim=2), torch.stack(residuals, dim=1)
+
+
+def _length(v: Tensor) -> Tensor:
+    """``‖v‖`` over the last axis, kept: ``(B, 1)``.
+
+    A root of summed squares, several times faster on CPU than ``norm`` over a short axis;
+    ``tiny`` keeps its gradient finite at zero.
+    """
+    return torch.sqrt((v * v).sum(-1, keepdim=True) + torch.finfo(v.dtype).tiny)
 
 
 def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
@@ -225,12 +228,21 @@ def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
     return v
 
 
-def _orthogonalize_all(candidates: Tensor, columns: list[Tensor]) -> Tensor:
-    for u in columns:
-        candidates = candidates - (u.unsqueeze(2) * candidates).sum(1, keepdim=True) * u.unsqueeze(
-            2
-        )
-    return candidates
+def _fallback(columns: list[Tensor], b: int, d: int, like: Tensor) -> Tensor:
+    """The standard basis vector with the largest component orthogonal to ``columns``, projected.
+
+    With the projector ``P = I - Σ u uᵀ`` onto their complement, ``‖P e_i‖² = P_ii =
+    1 - Σ_u u_i²``: the best ``e_i`` is the one least covered by the columns, and its projection
+    is ``e_i - Σ_u u_i u`` (no ``d × d`` candidates needed).
+    """
+    basis = torch.zeros(b, d, dtype=like.dtype, device=like.device)
+    if not columns:
+        basis[:, 0] = 1.0
+        return basis
+    stacked = torch.stack(columns, dim=2)  # (B, d, k)
+    best = stacked.square().sum(2).argmin(dim=1, keepdim=True)  # (B, 1)
+    components = stacked.gather(1, best.unsqueeze(2).expand(-1, 1, stacked.shape[2]))  # (B, 1, k)
+    return basis.scatter_(1, best, 1.0) - (stacked * components).sum(2)
 
 
 def frame_from_vectors(vectors: Tensor, proper: bool) -> tuple[Tensor, Tensor]:

@@ -185,9 +185,14 @@ class PairTransformer(nn.Module):
         self.embed = nn.Linear(task.node_dim + task.pair_dim, dim)
         self.position = nn.Parameter(torch.randn(num_nodes**2, dim))
         layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=dim, dropout=0.0, activation="gelu",
-            batch_first=True, norm_first=True,
-        )  # fmt: skip
+            dim,
+            heads,
+            dim_feedforward=dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(
             layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False
         )
@@ -211,10 +216,19 @@ class PairTransformer(nn.Module):
         return self.head(h)
 
 
-def make_base(name: BaseName, task: Task, num_nodes: int) -> nn.Module:
-    """The base model called ``name``."""
+def make_base(name: BaseName | Literal["paper"], task: Task, num_nodes: int) -> nn.Module:
+    """The base model called ``name`` (``"paper"``: the library's :class:`PairTransformer`)."""
     if name == "mlp":
         return FlatMLP(task, num_nodes)
+    if name == "paper":
+        from probsym.models import PairTransformer as LibraryPairTransformer
+        from probsym.models import nbody_pair_features
+
+        if task.name != "nbody":
+            raise SystemExit("the paper-architecture line needs the n-body task (a group with d)")
+        return LibraryPairTransformer(
+            ("pos", "vel"), nbody_pair_features, num_nodes, 6, 2, residual="pos"
+        )
     return PairTransformer(task, num_nodes)
 
 
@@ -231,6 +245,7 @@ class Variant:
     check_inputs: bool = True
     sampler_dtype: torch.dtype = torch.float64
     sampler_options: tuple[tuple[str, object], ...] = ()
+    train_chunks: bool = False  # Symmetrize(train_chunk_size=b): the base on chunks of b rows
 
 
 HEADS = (("noise_at", "heads"),)
@@ -242,9 +257,17 @@ VARIANTS = {
     "heads": Variant("heads", sampler_options=HEADS),
     "heads+antithetic": Variant("heads+antithetic", sampler_options=(*HEADS, ("antithetic", True))),
     "no-check+heads": Variant("no-check+heads", False, sampler_options=HEADS),
+    "heads+chunks": Variant("heads+chunks", sampler_options=HEADS, train_chunks=True),
 }
 #: What ``--variants`` runs by default (the others on request).
-DEFAULT_VARIANTS = ("default", "no-check", "sampler-f32", "no-check+sampler-f32", "heads")
+DEFAULT_VARIANTS = (
+    "default",
+    "no-check",
+    "sampler-f32",
+    "no-check+sampler-f32",
+    "heads",
+    "heads+chunks",
+)
 
 
 def parse_group(spec: str) -> groups.Group:
@@ -301,7 +324,12 @@ def build_steps(
     base = make_base(base_name, task, args.nodes).to(device)
     sampler = make_sampler(args.method, group, task.signature, variant).to(device)
     model = probsym.Symmetrize(
-        base, sampler, task.signature, num_samples=args.samples, check_inputs=variant.check_inputs
+        base,
+        sampler,
+        task.signature,
+        num_samples=args.samples,
+        check_inputs=variant.check_inputs,
+        train_chunk_size=args.batch if variant.train_chunks else None,
     ).train()
     plain = copy.deepcopy(base).train()
     s = sampler.samples_per_input(args.samples)
@@ -460,6 +488,98 @@ def time_case(
 
 
 # ----------------------------------------------------------------------------------------------
+# The paper-architecture line: the authors' n-body setting, against their own step time.
+
+#: The authors' PS training step with this architecture (pair-token transformer, k = 20, batch
+#: 100), their code on this machine, 2 threads: PAPER-NOTES §4.11, measured 2026-12-01.
+AUTHORS_PS_STEP_SECONDS = (4.8, 5.3)
+AUTHORS_SOURCE = "PAPER-NOTES §4.11 (their code, this machine, 2 threads, 2026-12-01)"
+PAPER_VARIANTS = ("default", "heads+chunks")
+
+
+def matmul_throughput(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size``-cubed matrix product (this CPU's ceiling)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Floating-point operations of one call of ``step`` (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def paper_line(
+    args: argparse.Namespace, task: Task, group: groups.Group, device: torch.device
+) -> dict:
+    """PS steps of the paper's architecture, the base alone, and the FLOP floor, in seconds.
+
+    The base is the library's :class:`~probsym.models.PairTransformer` (the authors' model,
+    residual on positions) at ``k = --paper-samples`` and ``b = --paper-batch``; "base alone" is
+    one plain step on the ``k·b`` folded rows. The floor is the step's FLOPs divided by this
+    CPU's float32 matrix-product throughput at the same thread count.
+    """
+    paper_args = argparse.Namespace(**{**vars(args), "samples": args.paper_samples})
+    paper_args.batch = args.paper_batch
+    cases = {
+        v: build_steps("paper", VARIANTS[v], paper_args, task, group, device)
+        for v in PAPER_VARIANTS
+    }
+    steps = {f"PS, {v}": c.symmetrized for v, c in cases.items()}
+    steps["base alone"] = cases["default"].plain_folded
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    plan = Schedule(3, 1, 1, 2) if args.quick else Schedule(7, 1, 2, 4)
+    times = {k: statistics.median(v) for k, v in interleaved_timing(steps, plan, sync).items()}
+    flops = step_flops(cases["default"].symmetrized)
+    fp32 = matmul_throughput(torch.float32)
+    bf16 = matmul_throughput(torch.bfloat16)
+    low, high = AUTHORS_PS_STEP_SECONDS
+    return {
+        "samples": args.paper_samples,
+        "batch": args.paper_batch,
+        "seconds": {k: round(v, 4) for k, v in times.items()},
+        "vs_authors": {k: [round(v / high, 3), round(v / low, 3)] for k, v in times.items()},
+        "gflop_per_step": round(flops / 1e9, 2),
+        "matmul_gflops": {"float32": round(fp32, 1), "bfloat16": round(bf16, 1)},
+        "floor_seconds": {
+            "float32": round(flops / fp32 / 1e9, 4),
+            "bfloat16": round(flops / bf16 / 1e9, 4),
+        },
+        "authors_seconds": list(AUTHORS_PS_STEP_SECONDS),
+        "authors_source": AUTHORS_SOURCE,
+    }
+
+
+def paper_table(line: dict, threads: int) -> str:
+    """The paper line as text: seconds per step and the fraction of the authors' step."""
+    low, high = line["authors_seconds"]
+    lines = [
+        f"paper architecture: pair-token transformer, k = {line['samples']}, b = {line['batch']}"
+        f" | authors' PS step {low}-{high} s ({line['authors_source']}); ours: {threads} thread(s)"
+    ]
+    for name, seconds in line["seconds"].items():
+        a, b = line["vs_authors"][name]
+        lines.append(f"  {name:<22} {seconds:7.3f} s   {a:.2f}-{b:.2f}x the authors'")
+    floor, tput = line["floor_seconds"], line["matmul_gflops"]
+    lines.append(
+        f"  FLOP floor             {floor['float32']:7.3f} s   {line['gflop_per_step']} GFLOP per "
+        f"PS step / {tput['float32']} GFLOP/s float32 matmul ({floor['float32'] / high:.2f}-"
+        f"{floor['float32'] / low:.2f}x); bf16 {tput['bfloat16']} GFLOP/s: "
+        f"{floor['bfloat16']:.3f} s"
+    )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
 # Profiling, reporting, command line.
 
 PROFILE_LABELS = ("symmetrized step", "plain step (folded)", "sampler.forward", "base.forward")
@@ -569,6 +689,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds for all timings; repeats stop early when spent (default: 100 with --quick)",
     )
+    parser.add_argument(
+        "--paper",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the paper-architecture line (n-body only; ~1 minute)",
+    )
+    parser.add_argument("--paper-samples", type=int, default=20, help="k of the paper line")
+    parser.add_argument("--paper-batch", type=int, default=100, help="b of the paper line")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     return parser.parse_args(argv)
@@ -613,6 +741,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(f"  {t.base}/{t.variant}: ratio {t.ratio:.3f}", file=sys.stderr, flush=True)
     print(table(timings))
     result: dict = {}
+    if args.paper and task.name == "nbody":
+        line = paper_line(args, task, group, device)
+        print(paper_table(line, torch.get_num_threads()))
+        result["paper"] = line
     for t in timings:
         if t.variant == variants[0].name:
             result[f"overhead_ratio_{t.base}"] = round(t.ratio, 4)

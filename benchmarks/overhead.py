@@ -246,6 +246,7 @@ class Variant:
     sampler_dtype: torch.dtype = torch.float64
     sampler_options: tuple[tuple[str, object], ...] = ()
     train_chunks: bool = False  # Symmetrize(train_chunk_size=b): the base on chunks of b rows
+    compile_sampler: bool = False  # sampler.compile() (torch.compile); first steps compile
 
 
 HEADS = (("noise_at", "heads"),)
@@ -258,6 +259,7 @@ VARIANTS = {
     "heads+antithetic": Variant("heads+antithetic", sampler_options=(*HEADS, ("antithetic", True))),
     "no-check+heads": Variant("no-check+heads", False, sampler_options=HEADS),
     "heads+chunks": Variant("heads+chunks", sampler_options=HEADS, train_chunks=True),
+    "heads+compile": Variant("heads+compile", sampler_options=HEADS, compile_sampler=True),
 }
 #: What ``--variants`` runs by default (the others on request).
 DEFAULT_VARIANTS = (
@@ -302,6 +304,7 @@ class Steps(NamedTuple):
     plain_batch: int
     model: probsym.Symmetrize
     plain_model: nn.Module
+    compile_seconds: float = 0.0  # the first two steps, when the sampler is compiled
 
 
 def build_steps(
@@ -360,6 +363,13 @@ def build_steps(
         for _ in range(s):
             plain_step(batch, target)
 
+    compile_seconds = 0.0
+    if variant.compile_sampler:  # compile time counts: report it (train mode, then with grads)
+        sampler.compile()
+        start = time.perf_counter()
+        symmetrized_step()
+        symmetrized_step()
+        compile_seconds = time.perf_counter() - start
     return Steps(
         symmetrized_step,
         plain_steps,
@@ -367,6 +377,7 @@ def build_steps(
         folded_target.shape[0],
         model,
         plain,
+        compile_seconds,
     )
 
 
@@ -447,6 +458,7 @@ class Timing:
     block: int
     plain_batch: int
     ratios: list[float] = field(repr=False)
+    compile_seconds: float = 0.0
 
 
 def time_case(
@@ -484,6 +496,7 @@ def time_case(
         block=plan.block,
         plain_batch=steps.plain_batch,
         ratios=ratios,
+        compile_seconds=round(steps.compile_seconds, 1),
     )
 
 
@@ -738,7 +751,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for variant in variants:
             timings.append(time_case(base_name, variant, args, task, group, device, case_budget))
             t = timings[-1]
-            print(f"  {t.base}/{t.variant}: ratio {t.ratio:.3f}", file=sys.stderr, flush=True)
+            compiled = f" (compile: {t.compile_seconds:.0f} s)" if t.compile_seconds else ""
+            print(
+                f"  {t.base}/{t.variant}: ratio {t.ratio:.3f}{compiled}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(table(timings))
     result: dict = {}
     if args.paper and task.name == "nbody":

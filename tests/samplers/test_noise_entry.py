@@ -13,8 +13,22 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cases import GROUPS, Case, element_rows, group_id, make_batch, make_model, min_gap, signature
+import probsym
+from cases import (
+    GROUPS,
+    Case,
+    element_rows,
+    group_id,
+    make_base,
+    make_batch,
+    make_model,
+    min_gap,
+    output_fields,
+    signature,
+)
 from probsym import fields, groups, samplers
 from probsym.errors import InputError
 from probsym.groups import split_element
@@ -22,6 +36,7 @@ from probsym.samplers import learned
 from probsym.samplers.relax import slot_mask
 from probsym.testing import equivariance_error, statistical_equivariance_test
 from probsym.testing.checker import random_element, transform_inputs
+from probsym.testing.strategies import ZooInput, all_groups, zoo_inputs
 
 PERMUTATION_ROW = "elements: permutation (fraction differing)"
 TIE_GAP = 1e-4  # STYLE: exclude draws whose sorted keys are this close (never loosen atol)
@@ -255,3 +270,79 @@ def test_head_noise_is_equivariant_in_distribution(options):
         model, batch, num_draws=2000, generator=torch.Generator().manual_seed(0)
     )
     assert report.max_abs_z <= 5, report.z
+
+
+def zoo_tolerance(group, spec, dtype) -> float:
+    """The zoo's product tolerance (``tests/test_input_zoo.py``): exact for S_n alone, grown by
+    100 ulps of an offset (no sampler is more exact than its input)."""
+    base = {torch.float32: 1e-6, torch.float64: 1e-12} if group.dim is None else ZOO_TOLERANCE
+    eps = torch.finfo(dtype).eps
+    extra = 100 * eps * abs(spec.offset)
+    if spec.kind == "coincident" and group.has_translations:
+        extra = 100 * eps * spec.scale * (1 + abs(spec.offset))
+    return base[dtype] + extra
+
+
+ZOO_TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+@st.composite
+def zoo_case(draw):
+    group = draw(st.sampled_from(all_groups()))
+    return group, draw(zoo_inputs(group, max_batch=3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("options", OPTIONS[:2], ids=OPTION_IDS[:2])
+@given(case=zoo_case(), base=st.sampled_from(["mlp", "transformer"]))
+def test_head_noise_on_the_input_zoo_is_exact_or_flagged(options, dtype, case, base):
+    """Degenerate, scaled, offset, padded and scattered inputs (the zoo's recipes): exact on
+    every item the sampler does not flag, as for the default sampler."""
+    group, spec = case
+    batch = spec.build(dtype)
+    torch.manual_seed(spec.seed % 2**31)
+    sig = probsym.Signature(spec.fields(), output_fields(group, "equivariant", node_outputs=True))
+    sampler = samplers.Learned(group, sig, **SMALL, **options)
+    model = probsym.Symmetrize(make_base(base, sig, batch), sampler, num_samples=2)
+    model = model.double() if dtype == torch.float64 else model
+    # no tie exclusion, as in the zoo: the float64 sampler's keys do not tie up to rounding, and
+    # the checker flags items whose element moves when the input moves by its rounding error
+    report = equivariance_error(model, batch, generator=torch.Generator().manual_seed(spec.seed))
+    if len(report.degenerate) == spec.batch_size:
+        return
+    tol = zoo_tolerance(group, spec, dtype)
+    assert report.passed(atol=tol, rtol=tol), report
+    rows = element_rows(report)
+    if PERMUTATION_ROW in rows:
+        assert rows[PERMUTATION_ROW] == [0.0], report
+
+
+@pytest.mark.parametrize("group", [groups.SO(3), groups.Sn() * groups.E(3)], ids=["SO3", "Sn*E3"])
+def test_head_noise_is_exact_and_unflagged_on_frameless_clouds(group):
+    """Collinear and coincident clouds have no frame of their own; the head noise supplies full
+    rank frame vectors, so (as with noise at the input) the rotation is exact, not flagged."""
+    spec = ZooInput("collinear", (5, 4, 6), 6, 3, seed=4)
+    batch = spec.build(torch.float64)
+    sig = probsym.Signature(spec.fields(), output_fields(group, "equivariant", node_outputs=True))
+    torch.manual_seed(0)
+    sampler = samplers.Learned(group, sig, noise_at="heads", **SMALL)
+    model = probsym.Symmetrize(make_base("mlp", sig, batch), sampler, num_samples=3).double()
+    report = exact_report(model, batch, 0)
+    assert report is not None and report.passed(atol=1e-10, rtol=1e-10), report
+
+
+@pytest.mark.slow
+def test_compiled_head_noise_sampler_is_exact_and_matches_eager():
+    """``sampler.compile()`` (measured in ``benchmarks/overhead.py``, variant heads+compile):
+    the same elements as eager mode and the exact check still passes."""
+    group = groups.Sn() * groups.E(3)
+    model, batch = make_model(Case(group, "ps"), "equivariant", "mlp", noise_at="heads")
+    noise = model.sampler.sample_noise(batch, 2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eager = model.sampler(batch, 2, noise=noise).elements
+        model.sampler.compile()
+        compiled = model.sampler(batch, 2, noise=noise).elements
+    for a, b in zip(eager.tensors(), compiled.tensors(), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+    report = exact_report(model, batch, 0)
+    assert report is not None and report.passed(atol=1e-5, rtol=1e-5), report

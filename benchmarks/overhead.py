@@ -216,8 +216,11 @@ class PairTransformer(nn.Module):
         return self.head(h)
 
 
-def make_base(name: BaseName | Literal["paper"], task: Task, num_nodes: int) -> nn.Module:
-    """The base model called ``name`` (``"paper"``: the library's :class:`PairTransformer`)."""
+def make_base(
+    name: BaseName | Literal["paper"], task: Task, num_nodes: int, bf16: bool = False
+) -> nn.Module:
+    """The base model called ``name`` (``"paper"``: the library's :class:`PairTransformer`,
+    under bfloat16 autocast with ``bf16``)."""
     if name == "mlp":
         return FlatMLP(task, num_nodes)
     if name == "paper":
@@ -226,8 +229,9 @@ def make_base(name: BaseName | Literal["paper"], task: Task, num_nodes: int) -> 
 
         if task.name != "nbody":
             raise SystemExit("the paper-architecture line needs the n-body task (a group with d)")
+        autocast = torch.bfloat16 if bf16 else None
         return LibraryPairTransformer(
-            ("pos", "vel"), nbody_pair_features, num_nodes, 6, 2, residual="pos"
+            ("pos", "vel"), nbody_pair_features, num_nodes, 6, 2, residual="pos", autocast=autocast
         )
     return PairTransformer(task, num_nodes)
 
@@ -247,6 +251,7 @@ class Variant:
     sampler_options: tuple[tuple[str, object], ...] = ()
     train_chunks: bool = False  # Symmetrize(train_chunk_size=b): the base on chunks of b rows
     compile_sampler: bool = False  # sampler.compile() (torch.compile); first steps compile
+    base_bf16: bool = False  # the paper base under bfloat16 autocast (PairTransformer(autocast=))
 
 
 HEADS = (("noise_at", "heads"),)
@@ -260,6 +265,9 @@ VARIANTS = {
     "no-check+heads": Variant("no-check+heads", False, sampler_options=HEADS),
     "heads+chunks": Variant("heads+chunks", sampler_options=HEADS, train_chunks=True),
     "heads+compile": Variant("heads+compile", sampler_options=HEADS, compile_sampler=True),
+    "heads+chunks+bf16": Variant(
+        "heads+chunks+bf16", sampler_options=HEADS, train_chunks=True, base_bf16=True
+    ),
 }
 #: What ``--variants`` runs by default (the others on request).
 DEFAULT_VARIANTS = (
@@ -324,7 +332,7 @@ def build_steps(
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     batch, target = task.make_batch(args.batch, args.nodes, generator, device)
-    base = make_base(base_name, task, args.nodes).to(device)
+    base = make_base(base_name, task, args.nodes, variant.base_bf16).to(device)
     sampler = make_sampler(args.method, group, task.signature, variant).to(device)
     model = probsym.Symmetrize(
         base,
@@ -507,7 +515,7 @@ def time_case(
 #: 100), their code on this machine, 2 threads: PAPER-NOTES §4.11, measured 2026-12-01.
 AUTHORS_PS_STEP_SECONDS = (4.8, 5.3)
 AUTHORS_SOURCE = "PAPER-NOTES §4.11 (their code, this machine, 2 threads, 2026-12-01)"
-PAPER_VARIANTS = ("default", "heads+chunks")
+PAPER_VARIANTS = ("default", "heads+chunks", "heads+chunks+bf16")
 
 
 def matmul_throughput(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:

@@ -40,7 +40,12 @@ def test_paper_line_reports_steps_floor_and_the_authors_reference(overhead, tmp_
     argv += ["--paper-samples", "2", "--paper-batch", "3", "--threads", "1", "--budget", "0"]
     result = overhead.main([*argv, "--out", str(tmp_path / "overhead.json")])
     paper = result["paper"]
-    assert set(paper["seconds"]) == {"PS, default", "PS, heads+chunks", "base alone"}
+    assert set(paper["seconds"]) == {
+        "PS, default",
+        "PS, heads+chunks",
+        "PS, heads+chunks+bf16",
+        "base alone",
+    }
     assert all(v > 0 for v in paper["seconds"].values())
     assert paper["authors_seconds"] == [4.8, 5.3] and "§4.11" in paper["authors_source"]
     assert paper["gflop_per_step"] > 0 and 0 < paper["floor_seconds"]["float32"]

@@ -24,6 +24,17 @@ node scalar. Both bases read the same features: per node ``[pos, vel]`` (or ``x`
   features on the diagonal tokens, pair features off it), width 64, 8 pre-norm layers, 4 heads,
   FFN 64, GELU, learned positions; the diagonal tokens are read out per node.
 
+Variants (``--variants``) time library options: ``heads`` (``Learned(noise_at="heads")``: the
+sampler's networks once per input), ``heads+chunks`` (plus ``Symmetrize(train_chunk_size=b)``),
+``heads+compile`` (plus ``sampler.compile()``; compile time reported), ``heads+antithetic``, and
+the input-check and sampler-precision settings.
+
+The paper line (``--paper``, default on for n-body): one PS training step of the paper's
+architecture (the library's ``PairTransformer``, k = 20, b = 100) with the default sampler, with
+``heads+chunks`` (also under bf16 autocast), and the base alone on the k·b folded rows; the FLOP
+floor (``FlopCounterMode`` on one PS step over this CPU's measured float32 matmul throughput); and
+the authors' 4.8-5.3 s for the same step (PAPER-NOTES §4.11, 2026-12-01) as the reference.
+
 Usage: ``python benchmarks/overhead.py --quick``. The last line printed is the JSON result.
 """
 

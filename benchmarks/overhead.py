@@ -24,6 +24,17 @@ node scalar. Both bases read the same features: per node ``[pos, vel]`` (or ``x`
   features on the diagonal tokens, pair features off it), width 64, 8 pre-norm layers, 4 heads,
   FFN 64, GELU, learned positions; the diagonal tokens are read out per node.
 
+Variants (``--variants``) time library options: ``heads`` (``Learned(noise_at="heads")``: the
+sampler's networks once per input), ``heads+chunks`` (plus ``Symmetrize(train_chunk_size=b)``),
+``heads+compile`` (plus ``sampler.compile()``; compile time reported), ``heads+antithetic``, and
+the input-check and sampler-precision settings.
+
+The paper line (``--paper``, default on for n-body): one PS training step of the paper's
+architecture (the library's ``PairTransformer``, k = 20, b = 100) with the default sampler, with
+``heads+chunks`` (also under bf16 autocast), and the base alone on the k·b folded rows; the FLOP
+floor (``FlopCounterMode`` on one PS step over this CPU's measured float32 matmul throughput); and
+the authors' 4.8-5.3 s for the same step (PAPER-NOTES §4.11, 2026-12-01) as the reference.
+
 Usage: ``python benchmarks/overhead.py --quick``. The last line printed is the JSON result.
 """
 
@@ -185,9 +196,14 @@ class PairTransformer(nn.Module):
         self.embed = nn.Linear(task.node_dim + task.pair_dim, dim)
         self.position = nn.Parameter(torch.randn(num_nodes**2, dim))
         layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=dim, dropout=0.0, activation="gelu",
-            batch_first=True, norm_first=True,
-        )  # fmt: skip
+            dim,
+            heads,
+            dim_feedforward=dim,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(
             layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False
         )
@@ -211,10 +227,23 @@ class PairTransformer(nn.Module):
         return self.head(h)
 
 
-def make_base(name: BaseName, task: Task, num_nodes: int) -> nn.Module:
-    """The base model called ``name``."""
+def make_base(
+    name: BaseName | Literal["paper"], task: Task, num_nodes: int, bf16: bool = False
+) -> nn.Module:
+    """The base model called ``name`` (``"paper"``: the library's :class:`PairTransformer`,
+    under bfloat16 autocast with ``bf16``)."""
     if name == "mlp":
         return FlatMLP(task, num_nodes)
+    if name == "paper":
+        from probsym.models import PairTransformer as LibraryPairTransformer
+        from probsym.models import nbody_pair_features
+
+        if task.name != "nbody":
+            raise SystemExit("the paper-architecture line needs the n-body task (a group with d)")
+        autocast = torch.bfloat16 if bf16 else None
+        return LibraryPairTransformer(
+            ("pos", "vel"), nbody_pair_features, num_nodes, 6, 2, residual="pos", autocast=autocast
+        )
     return PairTransformer(task, num_nodes)
 
 
@@ -224,19 +253,42 @@ def make_base(name: BaseName, task: Task, num_nodes: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class Variant:
-    """A library configuration to time (``check_inputs`` and the sampler networks' precision)."""
+    """A library configuration to time: ``check_inputs``, the sampler networks' precision, and
+    further options of the learned samplers (``noise_at``, ...)."""
 
     name: str
     check_inputs: bool = True
     sampler_dtype: torch.dtype = torch.float64
+    sampler_options: tuple[tuple[str, object], ...] = ()
+    train_chunks: bool = False  # Symmetrize(train_chunk_size=b): the base on chunks of b rows
+    compile_sampler: bool = False  # sampler.compile() (torch.compile); first steps compile
+    base_bf16: bool = False  # the paper base under bfloat16 autocast (PairTransformer(autocast=))
 
 
+HEADS = (("noise_at", "heads"),)
 VARIANTS = {
     "default": Variant("default"),
     "no-check": Variant("no-check", check_inputs=False),
     "sampler-f32": Variant("sampler-f32", sampler_dtype=torch.float32),
     "no-check+sampler-f32": Variant("no-check+sampler-f32", False, torch.float32),
+    "heads": Variant("heads", sampler_options=HEADS),
+    "heads+antithetic": Variant("heads+antithetic", sampler_options=(*HEADS, ("antithetic", True))),
+    "no-check+heads": Variant("no-check+heads", False, sampler_options=HEADS),
+    "heads+chunks": Variant("heads+chunks", sampler_options=HEADS, train_chunks=True),
+    "heads+compile": Variant("heads+compile", sampler_options=HEADS, compile_sampler=True),
+    "heads+chunks+bf16": Variant(
+        "heads+chunks+bf16", sampler_options=HEADS, train_chunks=True, base_bf16=True
+    ),
 }
+#: What ``--variants`` runs by default (the others on request).
+DEFAULT_VARIANTS = (
+    "default",
+    "no-check",
+    "sampler-f32",
+    "no-check+sampler-f32",
+    "heads",
+    "heads+chunks",
+)
 
 
 def parse_group(spec: str) -> groups.Group:
@@ -258,7 +310,7 @@ def make_sampler(
     """The sampler for ``method``; ``sampler_dtype`` applies to the learned samplers only."""
     kwargs = {}
     if method in ("ps", "canonical"):
-        kwargs["dtype"] = variant.sampler_dtype
+        kwargs = {"dtype": variant.sampler_dtype, **dict(variant.sampler_options)}
     return samplers.resolve(method, group, signature, **kwargs)
 
 
@@ -271,6 +323,7 @@ class Steps(NamedTuple):
     plain_batch: int
     model: probsym.Symmetrize
     plain_model: nn.Module
+    compile_seconds: float = 0.0  # the first two steps, when the sampler is compiled
 
 
 def build_steps(
@@ -290,10 +343,15 @@ def build_steps(
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     batch, target = task.make_batch(args.batch, args.nodes, generator, device)
-    base = make_base(base_name, task, args.nodes).to(device)
+    base = make_base(base_name, task, args.nodes, variant.base_bf16).to(device)
     sampler = make_sampler(args.method, group, task.signature, variant).to(device)
     model = probsym.Symmetrize(
-        base, sampler, task.signature, num_samples=args.samples, check_inputs=variant.check_inputs
+        base,
+        sampler,
+        task.signature,
+        num_samples=args.samples,
+        check_inputs=variant.check_inputs,
+        train_chunk_size=args.batch if variant.train_chunks else None,
     ).train()
     plain = copy.deepcopy(base).train()
     s = sampler.samples_per_input(args.samples)
@@ -324,6 +382,13 @@ def build_steps(
         for _ in range(s):
             plain_step(batch, target)
 
+    compile_seconds = 0.0
+    if variant.compile_sampler:  # compile time counts: report it (train mode, then with grads)
+        sampler.compile()
+        start = time.perf_counter()
+        symmetrized_step()
+        symmetrized_step()
+        compile_seconds = time.perf_counter() - start
     return Steps(
         symmetrized_step,
         plain_steps,
@@ -331,6 +396,7 @@ def build_steps(
         folded_target.shape[0],
         model,
         plain,
+        compile_seconds,
     )
 
 
@@ -411,6 +477,7 @@ class Timing:
     block: int
     plain_batch: int
     ratios: list[float] = field(repr=False)
+    compile_seconds: float = 0.0
 
 
 def time_case(
@@ -448,7 +515,100 @@ def time_case(
         block=plan.block,
         plain_batch=steps.plain_batch,
         ratios=ratios,
+        compile_seconds=round(steps.compile_seconds, 1),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper-architecture line: the authors' n-body setting, against their own step time.
+
+#: The authors' PS training step with this architecture (pair-token transformer, k = 20, batch
+#: 100), their code on this machine, 2 threads: PAPER-NOTES §4.11, measured 2026-12-01.
+AUTHORS_PS_STEP_SECONDS = (4.8, 5.3)
+AUTHORS_SOURCE = "PAPER-NOTES §4.11 (their code, this machine, 2 threads, 2026-12-01)"
+PAPER_VARIANTS = ("default", "heads+chunks", "heads+chunks+bf16")
+
+
+def matmul_throughput(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size``-cubed matrix product (this CPU's ceiling)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Floating-point operations of one call of ``step`` (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def paper_line(
+    args: argparse.Namespace, task: Task, group: groups.Group, device: torch.device
+) -> dict:
+    """PS steps of the paper's architecture, the base alone, and the FLOP floor, in seconds.
+
+    The base is the library's :class:`~probsym.models.PairTransformer` (the authors' model,
+    residual on positions) at ``k = --paper-samples`` and ``b = --paper-batch``; "base alone" is
+    one plain step on the ``k·b`` folded rows. The floor is the step's FLOPs divided by this
+    CPU's float32 matrix-product throughput at the same thread count.
+    """
+    paper_args = argparse.Namespace(**{**vars(args), "samples": args.paper_samples})
+    paper_args.batch = args.paper_batch
+    cases = {
+        v: build_steps("paper", VARIANTS[v], paper_args, task, group, device)
+        for v in PAPER_VARIANTS
+    }
+    steps = {f"PS, {v}": c.symmetrized for v, c in cases.items()}
+    steps["base alone"] = cases["default"].plain_folded
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    plan = Schedule(3, 1, 1, 2) if args.quick else Schedule(7, 1, 2, 4)
+    times = {k: statistics.median(v) for k, v in interleaved_timing(steps, plan, sync).items()}
+    flops = step_flops(cases["default"].symmetrized)
+    fp32 = matmul_throughput(torch.float32)
+    bf16 = matmul_throughput(torch.bfloat16)
+    low, high = AUTHORS_PS_STEP_SECONDS
+    return {
+        "samples": args.paper_samples,
+        "batch": args.paper_batch,
+        "seconds": {k: round(v, 4) for k, v in times.items()},
+        "vs_authors": {k: [round(v / high, 3), round(v / low, 3)] for k, v in times.items()},
+        "gflop_per_step": round(flops / 1e9, 2),
+        "matmul_gflops": {"float32": round(fp32, 1), "bfloat16": round(bf16, 1)},
+        "floor_seconds": {
+            "float32": round(flops / fp32 / 1e9, 4),
+            "bfloat16": round(flops / bf16 / 1e9, 4),
+        },
+        "authors_seconds": list(AUTHORS_PS_STEP_SECONDS),
+        "authors_source": AUTHORS_SOURCE,
+    }
+
+
+def paper_table(line: dict, threads: int) -> str:
+    """The paper line as text: seconds per step and the fraction of the authors' step."""
+    low, high = line["authors_seconds"]
+    lines = [
+        f"paper architecture: pair-token transformer, k = {line['samples']}, b = {line['batch']}"
+        f" | authors' PS step {low}-{high} s ({line['authors_source']}); ours: {threads} thread(s)"
+    ]
+    for name, seconds in line["seconds"].items():
+        a, b = line["vs_authors"][name]
+        lines.append(f"  {name:<22} {seconds:7.3f} s   {a:.2f}-{b:.2f}x the authors'")
+    floor, tput = line["floor_seconds"], line["matmul_gflops"]
+    lines.append(
+        f"  FLOP floor             {floor['float32']:7.3f} s   {line['gflop_per_step']} GFLOP per "
+        f"PS step / {tput['float32']} GFLOP/s float32 matmul ({floor['float32'] / high:.2f}-"
+        f"{floor['float32'] / low:.2f}x); bf16 {tput['bfloat16']} GFLOP/s: "
+        f"{floor['bfloat16']:.3f} s"
+    )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,7 +712,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         choices=list(VARIANTS),
         default=None,
-        help="library settings to time (default: all four; --quick: default only)",
+        help=f"library settings to time (default: {', '.join(DEFAULT_VARIANTS)}; --quick: "
+        "default only)",
     )
     parser.add_argument(
         "--budget",
@@ -560,6 +721,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="seconds for all timings; repeats stop early when spent (default: 100 with --quick)",
     )
+    parser.add_argument(
+        "--paper",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the paper-architecture line (n-body only; ~1 minute)",
+    )
+    parser.add_argument("--paper-samples", type=int, default=20, help="k of the paper line")
+    parser.add_argument("--paper-batch", type=int, default=100, help="b of the paper line")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     return parser.parse_args(argv)
@@ -573,8 +742,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     group = parse_group(args.group)
     task = nbody_task() if group.dim is not None else graph_task()
     learned = args.method in ("ps", "canonical")
-    names = args.variants or (["default"] if args.quick else list(VARIANTS))
-    if not learned:  # sampler_dtype only exists for learned samplers
+    names = args.variants or (["default"] if args.quick else list(DEFAULT_VARIANTS))
+    if not learned:  # sampler options only exist for learned samplers
+        names = [n for n in names if not VARIANTS[n].sampler_options]
         names = [n for n in names if "sampler-f32" not in n] or ["default"]
     variants = [VARIANTS[n] for n in names]
     print(
@@ -600,9 +770,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for variant in variants:
             timings.append(time_case(base_name, variant, args, task, group, device, case_budget))
             t = timings[-1]
-            print(f"  {t.base}/{t.variant}: ratio {t.ratio:.3f}", file=sys.stderr, flush=True)
+            compiled = f" (compile: {t.compile_seconds:.0f} s)" if t.compile_seconds else ""
+            print(
+                f"  {t.base}/{t.variant}: ratio {t.ratio:.3f}{compiled}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(table(timings))
     result: dict = {}
+    if args.paper and task.name == "nbody":
+        line = paper_line(args, task, group, device)
+        print(paper_table(line, torch.get_num_threads()))
+        result["paper"] = line
     for t in timings:
         if t.variant == variants[0].name:
             result[f"overhead_ratio_{t.base}"] = round(t.ratio, 4)

@@ -26,12 +26,33 @@ def overhead():
 def test_quick_run_prints_both_ratios_as_the_last_json_line(overhead, tmp_path, capsys, group):
     out = tmp_path / "overhead.json"
     argv = ["--quick", "--group", group, "--batch", "2", "--nodes", "3", "--samples", "2"]
+    argv += ["--no-paper"]
     result = overhead.main([*argv, "--threads", "1", "--budget", "0", "--out", str(out)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(out.read_text()) == result
     for base in ("mlp", "transformer"):
         assert result[f"overhead_ratio_{base}"] > 0 and result[f"folded_ratio_{base}"] > 0
     assert result["num_samples"] == 2 and result["threads"] == 1
+
+
+def test_paper_line_reports_steps_floor_and_the_authors_reference(overhead, tmp_path, capsys):
+    argv = ["--quick", "--batch", "2", "--nodes", "3", "--samples", "2", "--bases", "mlp"]
+    argv += ["--paper-samples", "2", "--paper-batch", "3", "--threads", "1", "--budget", "0"]
+    result = overhead.main([*argv, "--out", str(tmp_path / "overhead.json")])
+    paper = result["paper"]
+    assert set(paper["seconds"]) == {
+        "PS, default",
+        "PS, heads+chunks",
+        "PS, heads+chunks+bf16",
+        "base alone",
+    }
+    assert all(v > 0 for v in paper["seconds"].values())
+    assert paper["authors_seconds"] == [4.8, 5.3] and "§4.11" in paper["authors_source"]
+    assert paper["gflop_per_step"] > 0 and 0 < paper["floor_seconds"]["float32"]
+    assert "authors' PS step 4.8-5.3 s" in capsys.readouterr().out
+    assert (
+        overhead.main([*argv, "--no-paper", "--out", str(tmp_path / "b.json")]).get("paper") is None
+    )
 
 
 def test_unknown_group_factor_is_a_clear_error(overhead):

@@ -219,9 +219,36 @@ def test_eval_chunks_bound_the_base_call_and_keep_the_average(case: Case):
     assert len(base.calls) == 1
 
 
+@pytest.mark.parametrize("case", ONE_PER_GROUP[:3], ids=[c.id for c in ONE_PER_GROUP[:3]])
+def test_training_chunks_keep_outputs_and_gradients(case: Case):
+    model, base, batch = counting_model(case, num_samples=5)
+    model.train()
+    noise = model.sampler.sample_noise(batch, 5, generator=torch.Generator().manual_seed(0))
+    results = []
+    for chunk in (None, 4):
+        model.train_chunk_size = chunk
+        model.zero_grad()
+        base.calls.clear()
+        out = model(**batch, noise=noise)
+        values = out.value.values() if isinstance(out.value, dict) else [out.value]
+        (sum(v.square().sum() for v in values) + out.regularization).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((dict(out.value) if isinstance(out.value, dict) else out.value, grads))
+        rows = batch["mask"].shape[0] * 5
+        expected = [rows] if chunk is None else [min(4, rows - i) for i in range(0, rows, 4)]
+        assert [len(c["mask"]) for c in base.calls] == expected
+    (whole, whole_grads), (chunked, chunked_grads) = results
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert len(chunked_grads) == len(whole_grads)
+    for a, b in zip(chunked_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_eval_chunk_size_must_be_positive():
     with pytest.raises(ValueError, match="eval_chunk_size"):
         probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), SIG_SN), eval_chunk_size=0)
+    with pytest.raises(ValueError, match="train_chunk_size"):
+        probsym.Symmetrize(nn.Identity(), samplers.Uniform(groups.Sn(), SIG_SN), train_chunk_size=0)
 
 
 SIG_SN = probsym.Signature({"x": fields.node}, fields.node)

@@ -72,6 +72,21 @@ def test_permutation_entropy_is_zero_for_hard_and_positive_for_soft(float_tolera
     assert bool(torch.isfinite(soft)) and soft.ndim == 0
 
 
+def test_permutation_entropy_does_not_depend_on_where_the_padding_sits(float_tolerance):
+    """Rows are nodes (masked by node), columns slots (masked by slot): moving padded nodes
+    between real ones permutes the rows only, and the penalty must not change (it did while
+    columns were masked by the node mask)."""
+    scores = separated_scores(float_tolerance.dtype)
+    index = order_by_keys(scores, MASK)
+    p = soft_permutation(scores, index, MASK, tau=0.3)
+    move = torch.tensor([[3, 0, 4, 1, 2], [4, 0, 3, 1, 2], [2, 3, 4, 0, 1]])  # g·x = x[move]
+    moved_p, moved_mask = p.gather(1, move.unsqueeze(-1).expand_as(p)), MASK.gather(1, move)
+    assert not torch.equal(moved_mask, MASK)
+    torch.testing.assert_close(
+        permutation_entropy(moved_p, moved_mask), permutation_entropy(p, MASK)
+    )
+
+
 def test_soft_permutation_gradients_are_finite_with_padding():
     scores = separated_scores(torch.float64).requires_grad_(True)
     index = order_by_keys(scores.detach(), MASK)
@@ -199,3 +214,17 @@ def test_soft_permutation_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(
         lambda s: soft_permutation(s, index, MASK, 0.5, iterations=5), (scores,)
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_soft_permutation_has_no_subnormal_entries_at_small_tau(dtype):
+    """Entries far below the diagonal are exact zeros, never subnormal (slow on x86), and the
+    relaxation and its gradient stay finite."""
+    scores = separated_scores(dtype).requires_grad_(True)
+    index = order_by_keys(scores.detach(), MASK)
+    p = soft_permutation(scores, index, MASK, tau=1e-3)
+    tiny = torch.finfo(dtype).tiny
+    assert bool(((p == 0) | (p.abs() >= tiny)).all())
+    assert bool((p == 0).any()), "the cut must be exercised"
+    (p.square().sum() + permutation_entropy(p, MASK)).backward()
+    assert bool(torch.isfinite(scores.grad).all())

@@ -11,6 +11,8 @@ Shapes: ``B`` batch (samples folded in) · ``n`` nodes (padded) · ``d`` space.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -41,6 +43,12 @@ def normalize_scores(scores: Tensor, mask: Tensor | None, eps: float = 1e-6) -> 
     return scores / torch.maximum(scores.norm(dim=1, keepdim=True), floor)
 
 
+#: Logits this far above ``log(tiny)`` of their dtype are kept; smaller ones give exact zeros
+#: (float32: ``exp(-47)`` ≈ 3e-21), so that no Sinkhorn product nor gradient reaches the subnormal
+#: range (a margin of 20 left a tenth of the slowdown, 40 almost none: ``benchmarks/README.md``).
+SUBNORMAL_MARGIN = 40.0
+
+
 def soft_permutation(
     scores: Tensor, index: Tensor, mask: Tensor | None, tau: float, iterations: int = 20
 ) -> Tensor:
@@ -53,18 +61,22 @@ def soft_permutation(
     slots (as :func:`order_by_keys` gives): real nodes fill the first slots.
 
     Sinkhorn runs on probabilities, not logits: each node's own slot has logit 0, so every real
-    row and column keeps an entry of at least about 1/n and no sum vanishes, and a division costs
-    two kernels where a log-domain ``logsumexp`` step costs six (with the hand-written backward,
-    the relaxation is 2-3x faster than the log-domain loop: ``benchmarks/relaxation.py``).
-    Entries below float32's range are 0 either way.
+    row and column keeps an entry of at least about 1/n and no sum vanishes, and a half-step is
+    one batched matrix-vector product on the row or column scalings (``_Sinkhorn``) where a
+    log-domain ``logsumexp`` step costs six full-matrix kernels. Kernel entries below ``e^40``
+    times the dtype's smallest normal number (float32: about 3e-21) are exactly 0
+    (``SUBNORMAL_MARGIN``). ``iterations=0`` is the row-unnormalised SoftSort kernel itself.
 
     Shapes:
         scores, index, mask: ``(B, n)``; returns ``(B, n, n)``.
     """
     slot_scores = torch.gather(scores, 1, index)  # score of the node placed in each slot
-    p = torch.exp(
-        -(scores.unsqueeze(2) - slot_scores.unsqueeze(1)).abs() / tau
-    )  # (B, nodes, slots)
+    logits = -(scores.unsqueeze(2) - slot_scores.unsqueeze(1)).abs() / tau  # (B, nodes, slots)
+    # Entries that would fall near or below the dtype's normal range become exact zeros: they
+    # carry nothing, and subnormal arithmetic is ~100x slower on x86 (at tau = 0.01 in float32
+    # it was half of the relaxation's time).
+    floor = math.log(torch.finfo(logits.dtype).tiny) + SUBNORMAL_MARGIN
+    p = torch.where(logits < floor, float("-inf"), logits).exp()
     pair_mask = None
     if mask is not None:
         # Real nodes fill the first slots (order_by_keys). Padded nodes and padded slots form
@@ -74,50 +86,62 @@ def soft_permutation(
         pair_mask = mask.unsqueeze(2) & slots.unsqueeze(1)
         padded = ~mask.unsqueeze(2) & ~slots.unsqueeze(1)
         p = torch.where(pair_mask, p, padded.to(p.dtype))
-    p = _Sinkhorn.apply(p, iterations)
+    if iterations > 0:
+        p = _Sinkhorn.apply(p, iterations)
     return p if pair_mask is None else p * pair_mask
 
 
 class _Sinkhorn(torch.autograd.Function):
-    """``iterations`` x (normalise rows, then columns) with a hand-written backward pass.
+    """``iterations`` x (normalise rows, then columns), kept as scalings, with its own backward.
 
-    For ``y = x / s`` with ``s = Σ_dim x``, ``dx = (dy - Σ_dim dy·y) / s``: four kernels per
-    half-step where autograd's generic division and sum take about seven. Values and gradients
-    are those of the plain loop (``tests/samplers/test_relax.py`` compares them).
+    Every iterate is ``diag(r) K diag(c)``: a row step sets ``r = 1 / (K c)``, a column step
+    ``c = 1 / (Kᵀ r)``. So the loop runs on the ``(B, n)`` scalings, with one batched
+    matrix-vector product per half-step, and only they are kept for the backward pass (not the
+    ``(B, n, n)`` iterates: 40 of them at 20 iterations were 0.7 GB for a PATTERN batch). The
+    backward pass runs the loop in reverse on vectors too, and collects the gradient of ``K``
+    (a sum of one outer product per half-step) in two batched products at the end. Values and
+    gradients are those of the plain loop up to rounding (``tests/samplers/test_relax.py``
+    compares them with a log-domain autograd loop); 1.8x (n = 5) to 2.7x (n = 64) faster than
+    normalising the whole matrix in every half-step (``benchmarks/README.md``).
     """
 
     @staticmethod
-    def forward(ctx, p: Tensor, iterations: int) -> Tensor:  # noqa: D102 - autograd hook
-        # Every iterate is diag(r) · x · diag(c): keep x and the (B, n) scalings of each half-step,
-        # not the 2·iterations full (B, n, n) iterates (40 of them at 20 iterations: 0.7 GB for a
-        # PATTERN batch), and rebuild each iterate in the backward pass.
-        x = p
-        rows = torch.ones_like(p[:, :, :1])
-        cols = torch.ones_like(p[:, :1, :])
-        saved = []
+    def forward(ctx, k: Tensor, iterations: int) -> Tensor:  # noqa: D102 - autograd hook
+        k_t = k.transpose(1, 2)
+        c = torch.ones_like(k[:, :, :1])  # (B, n, 1)
+        rows, cols = [], [c]
         for _ in range(iterations):
-            for dim in (2, 1):
-                total = p.sum(dim=dim, keepdim=True)
-                p = p / total
-                if dim == 2:
-                    rows = rows / total
-                else:
-                    cols = cols / total
-                saved += [rows, cols, total]
-        ctx.save_for_backward(x, *saved)
-        return p
+            r = torch.bmm(k, c).reciprocal_()  # (B, n, 1): 1 / row sums of K diag(c)
+            c = torch.bmm(k_t, r).reciprocal_()  # 1 / column sums of diag(r) K
+            rows.append(r)
+            cols.append(c)
+        ctx.save_for_backward(k, *rows, *cols)
+        return k * rows[-1] * cols[-1].transpose(1, 2)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102 - autograd hook
-        x, *saved = ctx.saved_tensors
-        steps = len(saved) // 3
+        k, *saved = ctx.saved_tensors
+        steps = len(saved) // 2
+        rows, cols = saved[:steps], saved[steps:]  # cols[0] is the initial all-ones scaling
+        k_t = k.transpose(1, 2)
+        weighted = grad * k
+        d_r_out = torch.bmm(weighted, cols[-1])  # (B, n, 1): the output's own use of r
+        d_c = torch.bmm(weighted.transpose(1, 2), rows[-1])
+        d_u, d_v = [], []
         for step in reversed(range(steps)):
-            rows, cols, total = saved[3 * step : 3 * step + 3]
-            y = x * rows * cols
-            dim = 2 if step % 2 == 0 else 1
-            grad = (grad - (grad * y).sum(dim=dim, keepdim=True)) / total
-        return grad, None
+            u = -d_c * cols[step + 1].square()  # through c = 1 / (Kᵀ r)
+            d_r = torch.bmm(k, u) if step < steps - 1 else torch.baddbmm(d_r_out, k, u)
+            v = -d_r * rows[step].square()  # through r = 1 / (K c)
+            d_c = torch.bmm(k_t, v)
+            d_u.append(u)
+            d_v.append(v)
+        # dK = G ∘ r cᵀ + Σ_steps (r u ᵀ + v c_prevᵀ): the outer products as two bmm
+        r_all, u_all = torch.cat(rows[::-1], 2), torch.cat(d_u, 2)  # (B, n, steps)
+        v_all, c_all = torch.cat(d_v, 2), torch.cat(cols[-2::-1], 2)
+        d_k = grad * (rows[-1] * cols[-1].transpose(1, 2))
+        d_k = d_k.baddbmm_(r_all, u_all.transpose(1, 2)).baddbmm_(v_all, c_all.transpose(1, 2))
+        return d_k, None
 
 
 def slot_mask(mask: Tensor) -> Tensor:
@@ -138,19 +162,20 @@ def permutation_entropy(soft: Tensor, mask: Tensor | None) -> Tensor:
     """
     p = soft.clamp_min(1e-12)
     if mask is not None:
-        pair_mask = mask.unsqueeze(2) & slot_mask(mask).unsqueeze(1)
+        slots = slot_mask(mask)
+        pair_mask = mask.unsqueeze(2) & slots.unsqueeze(1)
         p = torch.where(pair_mask, p, torch.ones_like(p))
         p_rows = torch.where(pair_mask, p / (p * pair_mask).sum(2, keepdim=True), p)
         p_cols = torch.where(pair_mask, p / (p * pair_mask).sum(1, keepdim=True), p)
     else:
         p_rows, p_cols = p / p.sum(2, keepdim=True), p / p.sum(1, keepdim=True)
-    h_rows = -(p_rows * p_rows.log().clamp_min(-100)).sum(2)  # (B, n)
-    h_cols = -(p_cols * p_cols.log().clamp_min(-100)).sum(1)
-    per_node = h_rows + h_cols
+    h_rows = -(p_rows * p_rows.log().clamp_min(-100)).sum(2)  # (B, n), per node
+    h_cols = -(p_cols * p_cols.log().clamp_min(-100)).sum(1)  # (B, n), per slot
     if mask is None:
-        return per_node.mean()
+        return (h_rows + h_cols).mean()
+    # rows are masked by node, columns by slot: the two differ when padding is not a suffix
     counts = mask.sum(1).clamp_min(1)
-    return ((per_node * mask).sum(1) / counts).mean()
+    return (((h_rows * mask).sum(1) + (h_cols * slots).sum(1)) / counts).mean()
 
 
 def gram_schmidt(vectors: Tensor, eps: float = 1e-6) -> Tensor:
@@ -171,27 +196,30 @@ def _gram_schmidt(vectors: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Gram–Schmidt and each column's residual norm relative to ``‖vectors‖_F``, ``(B, d)``."""
     b, d, _ = vectors.shape
     # Rotation-invariant scale, so that the degeneracy threshold is relative and equivariant.
-    scale = vectors.flatten(1).norm(dim=1).clamp_min(1e-30).view(b, 1, 1)
+    scale = _length(vectors.flatten(1)).clamp_min(1e-30)  # (B, 1)
     columns: list[Tensor] = []
     residuals: list[Tensor] = []
-    eye = torch.eye(d, dtype=vectors.dtype, device=vectors.device).expand(b, d, d)
     for k in range(d):
-        v = vectors[:, :, k] / scale[:, 0]
+        v = vectors[:, :, k] / scale
         u = _orthogonalize(v, columns)
-        norm = u.norm(dim=1, keepdim=True)
+        norm = _length(u)
         residuals.append(norm[:, 0])
-        fallback = _orthogonalize_all(eye, columns)  # (b, d, d) candidates as columns
-        best = fallback.norm(dim=1).argmax(dim=1)
-        f = fallback[torch.arange(b, device=vectors.device), :, best]
-        degenerate = norm < eps
-        u = torch.where(degenerate, f, u)
+        u = torch.where(norm < eps, _fallback(columns, b, d, vectors), u)
         # A second pass ("twice is enough", Parlett–Kahan): one pass leaves errors of the order of
         # rounding times the condition number, which for Gaussian (Haar) draws in float32 exceed
         # 1e-5 about 1% of the time.
         u = _orthogonalize(u, columns)
-        norm = u.norm(dim=1, keepdim=True)
-        columns.append(u / norm.clamp_min(1e-12))
+        columns.append(u / _length(u).clamp_min(1e-12))
     return torch.stack(columns, dim=2), torch.stack(residuals, dim=1)
+
+
+def _length(v: Tensor) -> Tensor:
+    """``‖v‖`` over the last axis, kept: ``(B, 1)``.
+
+    A root of summed squares, several times faster on CPU than ``norm`` over a short axis;
+    ``tiny`` keeps its gradient finite at zero.
+    """
+    return torch.sqrt((v * v).sum(-1, keepdim=True) + torch.finfo(v.dtype).tiny)
 
 
 def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
@@ -200,12 +228,21 @@ def _orthogonalize(v: Tensor, columns: list[Tensor]) -> Tensor:
     return v
 
 
-def _orthogonalize_all(candidates: Tensor, columns: list[Tensor]) -> Tensor:
-    for u in columns:
-        candidates = candidates - (u.unsqueeze(2) * candidates).sum(1, keepdim=True) * u.unsqueeze(
-            2
-        )
-    return candidates
+def _fallback(columns: list[Tensor], b: int, d: int, like: Tensor) -> Tensor:
+    """The standard basis vector with the largest component orthogonal to ``columns``, projected.
+
+    With the projector ``P = I - Σ u uᵀ`` onto their complement, ``‖P e_i‖² = P_ii =
+    1 - Σ_u u_i²``: the best ``e_i`` is the one least covered by the columns, and its projection
+    is ``e_i - Σ_u u_i u`` (no ``d × d`` candidates needed).
+    """
+    basis = torch.zeros(b, d, dtype=like.dtype, device=like.device)
+    if not columns:
+        basis[:, 0] = 1.0
+        return basis
+    stacked = torch.stack(columns, dim=2)  # (B, d, k)
+    best = stacked.square().sum(2).argmin(dim=1, keepdim=True)  # (B, 1)
+    components = stacked.gather(1, best.unsqueeze(2).expand(-1, 1, stacked.shape[2]))  # (B, 1, k)
+    return basis.scatter_(1, best, 1.0) - (stacked * components).sum(2)
 
 
 def frame_from_vectors(vectors: Tensor, proper: bool) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ import torch
 
 import probsym
 from probsym.data.nbody import generate_nbody
-from probsym.errors import ProbsymError
+from probsym.errors import ConfigError, ProbsymError
 from probsym.experiments import get
 from probsym.experiments.nbody import build_group, needed_sizes
 from probsym.train import checkpoint
@@ -154,3 +154,21 @@ def test_demo_small_writes_picture(tmp_path, monkeypatch):
     assert picture.stat().st_size > 10_000
     assert set(summary) >= {"ps", "canonical", "equivariance_error"}
     assert summary["equivariance_error"] <= 1e-5
+
+
+@pytest.mark.parametrize("options", [{"noise_at": "heads"}, {"antithetic": True}])
+def test_noise_options_reach_the_sampler_and_stay_exact(nbody_dir, tmp_path, options):
+    config = tiny_config(nbody_dir, tmp_path / "run", epochs=1, **options)
+    fit(get("nbody"), config)
+    model = restore(config.run_dir, "best").model
+    for name, value in options.items():
+        assert getattr(model.sampler, name) == value
+    report = probsym.testing.assert_equivariant(
+        model, example_batch(config), generator=torch.Generator().manual_seed(1)
+    )
+    assert report.max_abs <= 1e-5
+
+
+def test_unknown_noise_entry_is_a_config_error():
+    with pytest.raises(ConfigError, match="--noise-at"):
+        TrainConfig(experiment="nbody", noise_at="middle")

@@ -76,12 +76,27 @@ def build_base(backbone: str, n_max: int, channels: int, task: str) -> torch.nn.
 
 
 def build_sampler(
-    method: str, noise_scale: float = 1.0, tau: float = 0.01, hidden: int = 64, layers: int = 3
+    method: str,
+    noise_scale: float = 1.0,
+    tau: float = 0.01,
+    hidden: int = 64,
+    layers: int = 3,
+    noise_at: str = "input",
+    antithetic: bool = False,
 ) -> samplers.Sampler:
     """The S_n sampler for ``method`` with the paper's interface settings."""
     group = groups.Sn()
     if method == "ps":
-        return samplers.Learned(group, SIGNATURE, hidden, layers, noise_scale=noise_scale, tau=tau)
+        return samplers.Learned(
+            group,
+            SIGNATURE,
+            hidden,
+            layers,
+            noise_scale=noise_scale,
+            tau=tau,
+            noise_at=noise_at,
+            antithetic=antithetic,
+        )
     if method == "canonical":
         return samplers.Canonical(group, SIGNATURE, hidden_dim=hidden, num_layers=layers, tau=tau)
     return samplers.resolve(method, group, SIGNATURE)
@@ -213,6 +228,8 @@ def _classify_model(config: TrainConfig, example: Split) -> Symmetrize:
         config.tau,
         config.interface_hidden,
         config.interface_layers,
+        config.noise_at,
+        config.antithetic,
     )
     return Symmetrize(
         base, sampler, num_samples=config.samples, eval_num_samples=config.eval_samples

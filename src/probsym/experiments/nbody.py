@@ -196,7 +196,14 @@ def build_sampler(config: TrainConfig, group: groups.Group) -> samplers.Sampler:
         "tau": config.tau,
     }
     if config.method == "ps":
-        return samplers.Learned(group, SIGNATURE, noise_scale=config.noise_scale, **learned)
+        return samplers.Learned(
+            group,
+            SIGNATURE,
+            noise_scale=config.noise_scale,
+            noise_at=config.noise_at,
+            antithetic=config.antithetic,
+            **learned,
+        )
     if config.method == "canonical":
         return samplers.Canonical(group, SIGNATURE, **learned)
     return samplers.resolve(config.method, group, SIGNATURE)

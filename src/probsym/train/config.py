@@ -72,6 +72,16 @@ class TrainConfig:
     )
     entropy_weight: float = field(default=0.1, metadata={"help": "weight of the sampler penalty"})
     noise_scale: float = field(default=1.0, metadata={"help": "PS noise scale"})
+    noise_at: str = field(
+        default="input",
+        metadata={
+            "help": "where PS noise enters: input (the paper's) | heads (the sampler network "
+            "runs once per input; samples differ by noise on its scores and frame vectors)"
+        },
+    )
+    antithetic: bool = field(
+        default=False, metadata={"help": "PS samples in mirrored noise pairs (ε, -ε; u, 1 - u)"}
+    )
     tau: float = field(default=0.01, metadata={"help": "relaxation temperature"})
     interface_hidden: int = field(default=64, metadata={"help": "sampler network width"})
     interface_layers: int = field(default=3, metadata={"help": "sampler network layers"})
@@ -137,7 +147,12 @@ class TrainConfig:
                 raise ConfigError(f"option {flag} must be >= {low}, got {value}")
         if isinstance(self.ema, float) and not self.ema < 1:
             raise ConfigError(f"option --ema must be < 1 (0: off), got {self.ema}")
-        for name, choices in (("lr_schedule", LR_SCHEDULES), ("budget_clock", BUDGET_CLOCKS)):
+        choices_of = (
+            ("lr_schedule", LR_SCHEDULES),
+            ("budget_clock", BUDGET_CLOCKS),
+            ("noise_at", NOISE_ENTRIES),
+        )
+        for name, choices in choices_of:
             value = getattr(self, name)
             if isinstance(value, str) and value not in choices:
                 flag = "--" + name.replace("_", "-")
@@ -157,6 +172,10 @@ class TrainConfig:
         """Samples per input at test time."""
         return self.test_samples or self.eval_samples
 
+
+#: The choices of ``--noise-at`` (``probsym.samplers.learned.NOISE_ENTRIES``, kept here so that
+#: reading a config does not import torch).
+NOISE_ENTRIES = ("input", "heads")
 
 #: The choices of ``--budget-clock``.
 BUDGET_CLOCKS = ("wall", "cpu")

@@ -70,6 +70,7 @@ def example_batch(config: TrainConfig, count: int = 6) -> dict[str, torch.Tensor
         ("canonical", "transformer"),
         ("ps", "gnn"),
         ("ps", "pair-bias"),
+        ("ga", "pair-transformer"),
     ],
 )
 def test_fit_writes_metrics_and_trained_model_is_equivariant(nbody_dir, tmp_path, method, backbone):

@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
@@ -39,7 +38,12 @@ SIGNATURE = Signature(
     fields.node_point,
 )
 #: Default group per base: the transformer needs S_n × E(3); the GNN is already S_n-equivariant.
-DEFAULT_GROUPS = {"transformer": "Sn*E3", "pair-bias": "Sn*E3", "gnn": "E3"}
+DEFAULT_GROUPS = {
+    "transformer": "Sn*E3",
+    "pair-bias": "Sn*E3",
+    "pair-transformer": "Sn*E3",
+    "gnn": "E3",
+}
 #: The paper's protocol (PAPER-NOTES §4.5): 3,000 training simulations, frame 30 -> frame 40.
 MAX_TRAIN = 3000
 INPUT_FRAME, TARGET_FRAME = 30, 40
@@ -161,6 +165,21 @@ def build_base(config: TrainConfig, num_nodes: int) -> nn.Module:
             pair_dim=2,
         )
         return InvariantPairs(transformer)
+    if config.backbone == "pair-transformer":
+        from probsym.models.pair_transformer import PairTransformer, nbody_pair_features
+
+        return PairTransformer(
+            ("pos", "vel"),
+            nbody_pair_features,
+            num_nodes,
+            6,
+            2,
+            dim=config.hidden,
+            depth=config.depth,
+            heads=config.heads,
+            dropout=config.dropout,
+            residual="pos",
+        )
     if config.backbone == "gnn":
         from probsym.models.gnn import GCLNet
 
@@ -182,9 +201,9 @@ class InvariantPairs(nn.Module):
 
     def forward(self, pos: Tensor, vel: Tensor, charge: Tensor, mask: Tensor | None = None):
         """``base(pos, vel, charge, pairs)``."""
-        products = charge * charge.transpose(1, 2)  # (B, n, n)
-        distances = (pos.unsqueeze(2) - pos.unsqueeze(1)).square().sum(-1)
-        pairs = torch.stack([products, distances], dim=-1)
+        from probsym.models.pair_transformer import nbody_pair_features
+
+        pairs = nbody_pair_features({"pos": pos, "charge": charge})
         return self.base(pos=pos, vel=vel, charge=charge, pairs=pairs, mask=mask)
 
 
@@ -267,6 +286,6 @@ EXPERIMENT = Experiment(
     loss=mse,
     metrics=metrics,
     defaults=DEFAULTS,
-    backbones=("transformer", "pair-bias", "gnn"),
+    backbones=("transformer", "pair-bias", "pair-transformer", "gnn"),
     select=("mse", "min"),
 )

@@ -357,7 +357,7 @@ def run_curves(args: argparse.Namespace) -> dict[str, Any]:
         )
     summary = curves.summarize(runs, metric, direction == "min", args.budget, args.clock)
     title = f"{args.experiment}: {args.budget:g} training minutes per run"
-    png, csv_path = curves.write_summary(summary, args.out / "curves.png", title)
+    png, csv_path = curves.write_summary(summary, args.out / "curves.png", title, args.clock)
     marks = [float(m) for m in args.milestones.split(",") if m] or [
         args.budget / 4,
         args.budget / 2,

@@ -197,7 +197,17 @@ def _fmt(value: tuple[float, float, int]) -> str:
     return f"{mean:.4g}" if count == 1 else f"{mean:.4g} ± {std:.2g}"
 
 
-def write_summary(summary: Summary, out_png: Path, title: str) -> tuple[Path, Path]:
+#: Axis labels of the clocks.
+CLOCK_LABELS = {
+    "train": "training minutes (wall clock of the training loop)",
+    "wall": "wall minutes (training and validation)",
+    "cpu": "training CPU minutes (process time)",
+}
+
+
+def write_summary(
+    summary: Summary, out_png: Path, title: str, clock: str = "train"
+) -> tuple[Path, Path]:
     """Draw the curves (mean line, ± std band) to ``out_png``; the CSV goes beside it."""
     import matplotlib
 
@@ -218,7 +228,7 @@ def write_summary(summary: Summary, out_png: Path, title: str) -> tuple[Path, Pa
         low = [a - b for a, b in zip(m, s, strict=True)]
         high = [a + b for a, b in zip(m, s, strict=True)]
         axis.fill_between(t, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    axis.set_xlabel("training minutes (1 thread per run)")
+    axis.set_xlabel(CLOCK_LABELS[clock])
     axis.set_ylabel(f"best validation {summary.metric} so far")
     if summary.lower_is_better:
         axis.set_yscale("log")

@@ -134,23 +134,10 @@ def build_group(config: TrainConfig) -> groups.Group:
 
 def build_base(config: TrainConfig, num_nodes: int) -> nn.Module:
     """The unconstrained base model named by ``config.backbone``."""
-    if config.backbone == "transformer":
+    if config.backbone in ("transformer", "pair-bias"):
         from probsym.models import NodeTransformer
 
-        return NodeTransformer(
-            ("pos", "vel", "charge"),
-            7,
-            3,
-            num_nodes,
-            dim=config.hidden,
-            depth=config.depth,
-            heads=config.heads,
-            dropout=config.dropout,
-            residual_key="pos",
-        )
-    if config.backbone == "pair-bias":
-        from probsym.models import NodeTransformer
-
+        pairs = {"pair_key": "pairs", "pair_dim": 2} if config.backbone == "pair-bias" else {}
         transformer = NodeTransformer(
             ("pos", "vel", "charge"),
             7,
@@ -161,10 +148,9 @@ def build_base(config: TrainConfig, num_nodes: int) -> nn.Module:
             heads=config.heads,
             dropout=config.dropout,
             residual_key="pos",
-            pair_key="pairs",
-            pair_dim=2,
+            **pairs,
         )
-        return InvariantPairs(transformer)
+        return InvariantPairs(transformer) if pairs else transformer
     if config.backbone == "pair-transformer":
         from probsym.models.pair_transformer import PairTransformer, nbody_pair_features
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.nn import functional
 
+from nbody_runs import tiny_nbody_config
 from probsym.analysis import AnalyzeOptions, analyze
 from probsym.analysis.sampling import Pool, per_input_loss, pool_size, sample_count_study
 from probsym.cli import main
@@ -18,7 +19,6 @@ from probsym.data.nbody import generate_nbody
 from probsym.errors import ProbsymError
 from probsym.experiments import get
 from probsym.experiments.base import Experiment
-from probsym.train.config import resolve
 from probsym.train.loop import fit
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -34,28 +34,7 @@ def nbody_runs(tmp_path_factory) -> dict[str, Path]:
     )
     runs = {}
     for method in ("ps", "ga"):
-        values = dict(
-            method=method,
-            data_dir=str(data),
-            out=str(root / method),
-            limit=12,
-            epochs=3,
-            batch_size=4,
-            eval_batch_size=6,
-            samples=2,
-            eval_samples=3,
-            test_samples=4,
-            hidden=16,
-            depth=1,
-            heads=2,
-            interface_hidden=8,
-            interface_layers=1,
-            threads=1,
-            quiet=True,
-            eval_every=1,
-            seed=3,
-        )
-        config = resolve({"experiment": "nbody"}, dict(get("nbody").defaults), values)
+        config = tiny_nbody_config(data, root / method, method=method, epochs=3)
         fit(get("nbody"), config)
         runs[method] = root / method
     return runs

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import probsym
+from nbody_runs import tiny_nbody_config as tiny_config
 from probsym.data.nbody import generate_nbody
 from probsym.errors import ConfigError, ProbsymError
 from probsym.experiments import get
 from probsym.experiments.nbody import build_group, needed_sizes
 from probsym.train import checkpoint
-from probsym.train.config import TrainConfig, resolve
+from probsym.train.config import TrainConfig
 from probsym.train.loop import fit
 from probsym.train.restore import restore
 
@@ -29,32 +30,6 @@ def nbody_dir(tmp_path_factory) -> Path:
     return generate_nbody(
         directory, sizes=(24, 12, 12), progress=False, num_steps=500, sample_freq=10
     )
-
-
-def tiny_config(data_dir: Path, out: Path, **options) -> TrainConfig:
-    experiment = get("nbody")
-    values = dict(
-        data_dir=str(data_dir),
-        out=str(out),
-        limit=12,
-        epochs=2,
-        batch_size=4,
-        eval_batch_size=6,
-        samples=2,
-        eval_samples=3,
-        test_samples=4,
-        hidden=16,
-        depth=1,
-        heads=2,
-        interface_hidden=8,
-        interface_layers=1,
-        threads=1,
-        quiet=True,
-        eval_every=1,
-        seed=3,
-    )
-    values.update(options)
-    return resolve({"experiment": "nbody"}, dict(experiment.defaults), values)
 
 
 def example_batch(config: TrainConfig, count: int = 6) -> dict[str, torch.Tensor]:

@@ -27,10 +27,11 @@ import torch
 import torch.distributed as dist
 from tiny_runs import read_log
 
+from nbody_runs import tiny_nbody_config
 from probsym.data.nbody import generate_nbody
 from probsym.experiments import get
 from probsym.train import checkpoint
-from probsym.train.config import TrainConfig, resolve
+from probsym.train.config import TrainConfig
 from probsym.train.loop import fit
 
 WORLD = 2
@@ -46,28 +47,15 @@ pytestmark = pytest.mark.skipif(
 def nbody_config(data_dir: Path, out: Path, **options) -> TrainConfig:
     """A tiny n-body PS run: 8 / 8 / 8 simulations, batches of 3, a depth-1 transformer."""
     values = dict(
-        data_dir=str(data_dir),
-        out=str(out),
         method="ps",
         limit=8,
         epochs=1,
         batch_size=3,
         eval_batch_size=8,
-        samples=2,
         eval_samples=2,
         test_samples=2,
-        hidden=16,
-        depth=1,
-        heads=2,
-        interface_hidden=8,
-        interface_layers=1,
-        threads=1,
-        quiet=True,
-        eval_every=1,
-        seed=3,
     )
-    values.update(options)
-    return resolve({"experiment": "nbody"}, dict(get("nbody").defaults), values)
+    return tiny_nbody_config(data_dir, out, **(values | options))
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from probsym import cli
 from probsym.data.nbody import generate_nbody
-from probsym.errors import ProbsymError
+from probsym.errors import ConfigError, ProbsymError
 from probsym.experiments import curves
 
 
@@ -83,6 +83,14 @@ def test_run_state_resumes_smaller_budgets_and_skips_done_runs(tmp_path):
     command = curves.train_command("nbody", run, 10, ["--samples", "4"], resume=True)
     assert command[-3:] == ["--resume", "--samples", "4"]
     assert command[command.index("--time-budget") + 1] == "10"
+
+
+def test_a_run_without_a_budget_in_the_run_directory_is_a_clear_error(tmp_path):
+    run = curves.plan(["ps"], [1], tmp_path)[0]
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "metrics.json").write_text(json.dumps({"test": {"mse": 0.1}}))
+    with pytest.raises(ConfigError, match="without --time-budget"):
+        curves.run_state(run, 5)
 
 
 def test_a_clock_the_log_lacks_is_a_clear_error(tmp_path):

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from probsym.errors import ProbsymError
+from probsym.errors import ConfigError, ProbsymError
 
 #: Clocks a curve can be drawn against: ``log.csv`` columns, cumulative seconds.
 CLOCKS = {"train": "train_seconds", "wall": "wall_seconds", "cpu": "cpu_seconds"}
@@ -45,7 +45,13 @@ def run_state(run: CurveRun, budget: float) -> str:
     """``"done"`` (tested within at least ``budget`` minutes), ``"resume"`` or ``"new"``."""
     metrics = run.run_dir / "metrics.json"
     if metrics.exists():
-        done = json.loads(metrics.read_text()).get("time_budget_minutes", 0) or math.inf
+        done = json.loads(metrics.read_text()).get("time_budget_minutes") or 0
+        if not done:
+            # Not a budgeted run: its compute is unknown, so it can be neither kept nor resumed.
+            raise ConfigError(
+                f"{run.run_dir} holds a run trained without --time-budget; move it away or "
+                "choose another --out"
+            )
         if done >= budget:
             return "done"
     return "resume" if (run.run_dir / "last.pt").exists() else "new"

@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument("--backbone", default="mlp", help="mlp | gin-id")
     separate.add_argument("--seeds", type=int, default=100, help="random models (paper: 100)")
     separate.add_argument("--data-dir", default="", help="folder with the data file")
+    separate.add_argument(
+        "--mc-samples",
+        type=_positive_int,
+        default=None,
+        help="the sound rule: M per-sample outputs per graph, a pair is separated only when "
+        "its distance exceeds --se-factor Monte Carlo standard errors (default: the paper's "
+        "rule, one estimate per graph)",
+    )
+    separate.add_argument(
+        "--se-factor", type=_positive_float, default=5.0, help="standard errors (sound rule)"
+    )
     separate.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
     separate.add_argument("--quiet", action="store_true")
     return parser
@@ -296,28 +307,41 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_separate(args: argparse.Namespace) -> dict[str, Any]:
-    """``probsym separate``: count indistinguishable pairs over untrained random models."""
+    """``probsym separate``: count indistinguishable pairs over untrained random models.
+
+    Beside the count, the isomorphic-copy control under the same rule and the same models.
+    """
     from probsym.experiments import graphsep
     from probsym.train import checkpoint
 
+    if args.mc_samples == 1:
+        raise ProbsymError("--mc-samples must be >= 2 (a standard error needs two samples)")
+    rule = graphsep.SeparationRule(mc_samples=args.mc_samples, se_factor=args.se_factor)
     graphs = graphsep.load_graphs(args.benchmark, args.data_dir)
     start = time.perf_counter()
+    used = [0]
 
     def report(seed: int, remaining: int) -> None:
+        used[0] = seed + 1
         if not args.quiet:
             print(f"seed {seed + 1}/{args.seeds}: {remaining} indistinguishable", file=sys.stderr)
 
     count = graphsep.indistinguishable_pairs(
-        args.benchmark, graphs, args.method, args.backbone, args.seeds, on_seed=report
+        args.benchmark, graphs, args.method, args.backbone, args.seeds, rule, on_seed=report
     )
     copies = graphsep.separated_isomorphic_copies(
-        args.benchmark, graphs, args.method, args.backbone
+        args.benchmark, graphs, args.method, args.backbone, rule=rule, seeds=used[0]
     )
     metrics = {
         "experiment": args.benchmark,
         "method": args.method,
         "backbone": args.backbone,
+        "rule": "stderr" if rule.sound else "paper",
+        "mc_samples": rule.mc_samples,
+        "se_factor": rule.se_factor if rule.sound else None,
+        "tolerance": rule.tolerance,
         "seeds": args.seeds,
+        "seeds_used": used[0],
         "seed": 0,
         "epochs": 0,
         "train_seconds": round(time.perf_counter() - start, 2),

@@ -115,3 +115,74 @@ def test_isomorphic_copy_control_tells_noise_from_power():
     assert graphsep.separated_isomorphic_copies("exp", graphs, "canonical", "mlp", n_max=7) == 0
     # Fresh-noise Monte Carlo estimates differ by more than the tolerance: the control shows it.
     assert graphsep.separated_isomorphic_copies("exp", graphs, "ga", "mlp", n_max=7) > 0
+
+
+SOUND = graphsep.SeparationRule(mc_samples=40, se_factor=5.0)
+
+
+@pytest.mark.parametrize("method", ["ps", "ga", "fa", "canonical"])
+def test_sound_rule_separates_no_isomorphic_copy(method):
+    graphs = [HEXAGON, TREE, TRIANGLES, TREE_RELABELLED]
+    copies = graphsep.separated_isomorphic_copies(
+        "exp", graphs, method, "mlp", rule=SOUND, n_max=7, seeds=2
+    )
+    assert copies == 0
+
+
+def test_sound_rule_still_separates_a_wl_equivalent_pair_with_ps():
+    # Only PS here: on these vertex-transitive graphs GA, FA (all degrees tie) and the tie-broken
+    # canonicalizer average over uniform orderings, whose means differ by less than 5 standard
+    # errors even at M = 1000 (measured); PS's noise passes through the GNN, so its orderings
+    # follow the graph's structure and its means differ clearly.
+    count = graphsep.indistinguishable_pairs(
+        "exp", [HEXAGON, TRIANGLES], "ps", "mlp", seeds=2, rule=SOUND, n_max=6
+    )
+    assert count == 0
+    ga = graphsep.indistinguishable_pairs(
+        "exp", [HEXAGON, TRIANGLES], "ga", "mlp", seeds=2, rule=SOUND, n_max=6
+    )
+    assert ga == 1
+
+
+def test_sound_rule_keeps_isomorphic_copies_together_in_the_all_pairs_search():
+    graphs = [TREE, HEXAGON, TREE_RELABELLED, RELABELLED, TRIANGLES]
+    count = graphsep.indistinguishable_pairs(
+        "graph8c", graphs, "ps", "mlp", seeds=2, rule=SOUND, n_max=7
+    )
+    assert count == 2  # the two trees and the two hexagons, nothing else
+
+
+def test_sound_rule_compares_a_difference_with_its_standard_error():
+    rule = graphsep.SeparationRule(mc_samples=10, se_factor=3.0, tolerance=0.0)
+    mean_a = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    mean_b = torch.tensor([[0.5, 0.0], [0.2, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    error = torch.full((3, 2), 0.1 / 2**0.5, dtype=torch.float64)  # difference's error 0.1
+    assert graphsep.separated(mean_a, error, mean_b, error, rule).tolist() == [True, False, False]
+    # The paper's rule (no errors) separates any L1 distance above its tolerance.
+    paper = graphsep.SeparationRule(tolerance=0.1)
+    assert graphsep.separated(mean_a, None, mean_b, None, paper).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="mc_samples"):
+        graphsep.SeparationRule(mc_samples=1)
+
+
+def test_separate_cli_reports_the_rule_and_its_control(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(graphsep, "load_graphs", lambda name, data_dir="": [TREE, TREE_RELABELLED])
+    args = ["separate", "graph8c", "--method", "ga", "--seeds", "2", "--quiet"]
+    assert main([*args, "--mc-samples", "30", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["rule"] == "stderr" and metrics["mc_samples"] == 30
+    # The trees are isomorphic: the sound rule neither separates them nor their copies.
+    assert metrics["test"] == {"indistinguishable_pairs": 1, "isomorphic_copies_separated": 0}
+    capsys.readouterr()
+    assert main([*args, "--mc-samples", "1"]) == 2
+    assert "--mc-samples" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_sound_rule_on_a_graph8c_subset():
+    if not (SHARED / "graph8c").exists():
+        pytest.skip(f"GRAPH8c data absent at {SHARED / 'graph8c'}")
+    graphs = graphsep.load_graphs("graph8c", str(SHARED / "graph8c"))[:300]
+    rule = graphsep.SeparationRule(mc_samples=30)
+    assert graphsep.indistinguishable_pairs("graph8c", graphs, "ps", "mlp", 3, rule) == 0
+    assert graphsep.separated_isomorphic_copies("graph8c", graphs, "ps", "mlp", rule=rule) == 0

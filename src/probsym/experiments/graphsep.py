@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -102,6 +103,38 @@ def build_sampler(
     return samplers.resolve(method, group, SIGNATURE)
 
 
+@dataclass(frozen=True)
+class SeparationRule:
+    """When one random model counts two graphs as separated.
+
+    ``mc_samples=None`` is the paper's rule: one Monte Carlo estimate per graph (the method's
+    :data:`SEPARATION_SAMPLES`), separated when the L1 distance exceeds ``tolerance``. Two
+    estimates of the *same* expectation differ by their sampling noise, so this rule also
+    "separates" isomorphic copies.
+
+    ``mc_samples=M`` is the sound rule: ``M`` per-sample outputs per graph give the mean and its
+    standard error per output entry; a pair is separated when the L1 distance of the means
+    exceeds ``tolerance`` *and* some entry's difference exceeds ``se_factor`` standard errors of
+    that difference (``sqrt(se_a² + se_b²)``). With ``se_factor`` 5 a false separation has
+    probability about 6e-7 per entry under a normal approximation of the mean.
+    """
+
+    tolerance: float = 1e-3
+    mc_samples: int | None = None
+    se_factor: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.mc_samples is not None and self.mc_samples < 2:
+            raise ValueError(f"mc_samples must be >= 2 (a standard error), got {self.mc_samples}")
+        if not self.se_factor > 0 or not self.tolerance >= 0:
+            raise ValueError("se_factor must be > 0 and tolerance >= 0")
+
+    @property
+    def sound(self) -> bool:
+        """Whether pairs are compared against their Monte Carlo standard error."""
+        return self.mc_samples is not None
+
+
 @torch.no_grad()
 def embed(model: Symmetrize, split: Split, batch_size: int = 100) -> Tensor:
     """Outputs of ``model`` (eval mode) for every graph of ``split``."""
@@ -114,42 +147,81 @@ def embed(model: Symmetrize, split: Split, batch_size: int = 100) -> Tensor:
     return torch.cat(outs)
 
 
+@torch.no_grad()
+def estimate(
+    model: Symmetrize, split: Split, rule: SeparationRule, batch_size: int = 100
+) -> tuple[Tensor, Tensor | None]:
+    """Per graph, the output estimate and (sound rule) its Monte Carlo standard error.
+
+    Shapes:
+        Both ``(graphs, outputs)``, float64; the error is ``None`` under the paper's rule.
+    """
+    if not rule.sound:
+        return embed(model, split, batch_size).double(), None
+    model.eval()
+    means, errors = [], []
+    for start in range(0, len(split["x"]), batch_size):
+        batch = {k: split[k][start : start + batch_size] for k in ("x", "adj", "mask")}
+        draws = model.sample_outputs(**batch, num_samples=rule.mc_samples).double()
+        means.append(draws.mean(1))
+        errors.append(draws.std(1) / rule.mc_samples**0.5)
+    return torch.cat(means), torch.cat(errors)
+
+
+def separated(
+    mean_a: Tensor,
+    error_a: Tensor | None,
+    mean_b: Tensor,
+    error_b: Tensor | None,
+    rule: SeparationRule,
+) -> Tensor:
+    """Whether each pair ``(a, b)`` is separated under ``rule`` (broadcasting over pairs).
+
+    Shapes:
+        means and errors ``(..., outputs)``; returns a bool tensor ``(...)``.
+    """
+    difference = (mean_a - mean_b).abs()
+    far = difference.sum(-1) > rule.tolerance
+    if error_a is None or error_b is None:
+        return far
+    noise = (error_a.square() + error_b.square()).sqrt()
+    return far & (difference > rule.se_factor * noise).any(-1)
+
+
 def indistinguishable_pairs(
     name: str,
     graphs: Sequence,
     method: str,
     backbone: str,
     seeds: int = 100,
-    tolerance: float = 1e-3,
+    rule: SeparationRule | None = None,
     on_seed=None,
     n_max: int | None = None,
 ) -> int:
-    """Pairs whose outputs stay within ``tolerance`` (L1) for every untrained random model.
+    """Pairs that no untrained random model separates (under ``rule``, the paper's by default).
 
     GRAPH8c compares all pairs of its 11,117 graphs; EXP compares its 600 pairs (2i, 2i+1).
     Only pairs still undistinguished are re-embedded by later models; the loop stops at 0.
     """
+    rule = rule or SeparationRule()
     n_max = n_max or (8 if name == "graph8c" else 64)
     split = dense(graphs, n_max)
-    channels = split["x"].shape[-1]
     if name == "exp":  # the 600 pairs (2i, 2i+1)
         candidates = torch.arange(len(graphs)).reshape(-1, 2)
     else:
         candidates = None  # all pairs: found by a distance search after the first model
     remaining = 0
     for seed in range(seeds):
-        torch.manual_seed(seed)
-        base = build_base(backbone, n_max, channels, name)
-        s = SEPARATION_SAMPLES[method]
-        model = Symmetrize(base, build_sampler(method), num_samples=s, eval_num_samples=s)
+        model = _random_model(name, method, backbone, split, n_max, seed)
         if candidates is None:
-            candidates = _close_pairs(embed(model, split), tolerance)
+            candidates = _unseparated_pairs(*estimate(model, split, rule), rule)
         else:
             # Only graphs in still-undistinguished pairs need embedding again.
             used, local = torch.unique(candidates, return_inverse=True)
-            out = embed(model, {k: v[used] for k, v in split.items()})
-            distance = (out[local[:, 0]] - out[local[:, 1]]).abs().sum(-1)
-            candidates = candidates[distance <= tolerance]
+            mean, error = estimate(model, {k: v[used] for k, v in split.items()}, rule)
+            a, b = local[:, 0], local[:, 1]
+            apart = separated(mean[a], _rows(error, a), mean[b], _rows(error, b), rule)
+            candidates = candidates[~apart]
         remaining = len(candidates)
         if on_seed is not None:
             on_seed(seed, remaining)
@@ -164,15 +236,19 @@ def separated_isomorphic_copies(
     method: str,
     backbone: str,
     seed: int = 0,
-    tolerance: float = 1e-3,
+    rule: SeparationRule | None = None,
     n_max: int | None = None,
+    seeds: int = 1,
 ) -> int:
     """Control for the separation count: graphs "separated" from a relabelled copy of themselves.
 
-    An invariant model separates no such pair. A Monte Carlo estimate with fresh noise (GA, PS,
-    FA with ties) separates many: its sampling noise alone exceeds ``tolerance``, so the
-    separation protocol cannot tell expressive power from noise for it. Report both numbers.
+    Each graph is compared with one random relabelling of itself (drawn with ``seed``) by the
+    random models of seeds ``0 … seeds - 1`` (those of :func:`indistinguishable_pairs`); a copy
+    counts once if any model separates it. An invariant model separates none. Under the paper's
+    rule a Monte Carlo estimate with fresh noise (GA, PS, FA with ties) separates many: its
+    sampling noise alone exceeds the tolerance. The sound rule should separate (almost) none.
     """
+    rule = rule or SeparationRule()
     n_max = n_max or (8 if name == "graph8c" else 64)
     split = dense(graphs, n_max)
     generator = torch.Generator().manual_seed(seed)
@@ -182,24 +258,47 @@ def separated_isomorphic_copies(
         "adj": g.act(split["adj"], fields.pair, split["mask"]),
         "mask": split["mask"],
     }
+    apart = torch.zeros(len(graphs), dtype=torch.bool)
+    for model_seed in range(seeds):
+        model = _random_model(name, method, backbone, split, n_max, model_seed)
+        apart |= separated(*estimate(model, split, rule), *estimate(model, copies, rule), rule)
+    return int(apart.sum())
+
+
+def _random_model(
+    name: str, method: str, backbone: str, split: Split, n_max: int, seed: int
+) -> Symmetrize:
+    """The untrained model of one separation seed."""
     torch.manual_seed(seed)
     base = build_base(backbone, n_max, split["x"].shape[-1], name)
     s = SEPARATION_SAMPLES[method]
-    model = Symmetrize(base, build_sampler(method), num_samples=s, eval_num_samples=s)
-    distance = (embed(model, split) - embed(model, copies)).abs().sum(-1)
-    return int((distance > tolerance).sum())
+    return Symmetrize(base, build_sampler(method), num_samples=s, eval_num_samples=s)
 
 
-def _close_pairs(out: Tensor, tolerance: float, chunk: int = 1024) -> Tensor:
-    """All pairs ``i < j`` with ``|out_i - out_j|_1 <= tolerance`` (chunked, no n² matrix kept)."""
+def _rows(error: Tensor | None, index: Tensor) -> Tensor | None:
+    return None if error is None else error[index]
+
+
+def _unseparated_pairs(
+    mean: Tensor, error: Tensor | None, rule: SeparationRule, budget: int = 1 << 24
+) -> Tensor:
+    """All pairs ``i < j`` that ``rule`` does not separate (chunked: no n² matrix is kept)."""
+    count, width = mean.shape
+    chunk = max(1, budget // max(1, count * width))
     found = []
-    for start in range(0, len(out), chunk):
-        d = torch.cdist(out[start : start + chunk].double(), out.double(), p=1)
-        i, j = (d <= tolerance).nonzero(as_tuple=True)
+    for start in range(0, count, chunk):
+        rows = slice(start, start + chunk)
+        a_error = None if error is None else error[rows, None]
+        apart = separated(mean[rows, None], a_error, mean[None], _none_or(error), rule)
+        i, j = (~apart).nonzero(as_tuple=True)
         i = i + start
         keep = i < j
         found.append(torch.stack([i[keep], j[keep]], dim=1))
     return torch.cat(found)
+
+
+def _none_or(error: Tensor | None) -> Tensor | None:
+    return None if error is None else error[None]
 
 
 # ---- EXP-classify -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``probsym train|eval|separate|curves|analyze``: parse options, then call the library.
+"""``probsym train|eval|separate|orbits|curves|analyze``: parse options, then call the library.
 
 The option list is generated from :class:`~probsym.train.config.TrainConfig`; ``--config FILE``
 reads a TOML file of the same keys and ``--set key=value`` overrides anything.
@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true")
     _add_curves_parser(commands)
     _add_analyze_parser(commands)
+    orbit_study = commands.add_parser(
+        "orbits", help="automorphic nodes: within-orbit spread of node outputs, PS vs canonical"
+    )
+    orbit_study.add_argument("--out", type=Path, required=True, help="folder for the CSV and PNG")
+    orbit_study.add_argument("--counts", default="1,10,100,1000", help="inference counts k")
+    orbit_study.add_argument("--methods", default="ps,canonical,ga", help="comma-separated")
+    orbit_study.add_argument("--trials", type=_positive_int, default=5)
+    orbit_study.add_argument("--seed", type=int, default=777, help="model seed (paper: 777)")
+    orbit_study.add_argument("--quiet", action="store_true")
     separate = commands.add_parser("separate", help="untrained graph-separation counts")
     separate.add_argument("benchmark", choices=["graph8c", "exp"])
     separate.add_argument("--method", default="ps", help="ps | ga | fa | canonical")
@@ -353,6 +362,32 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+def run_orbits(args: argparse.Namespace) -> dict[str, Any]:
+    """``probsym orbits``: the automorphic-nodes study (``probsym.analysis.orbits``)."""
+    from probsym.analysis import orbits, plots
+    from probsym.samplers import METHODS
+
+    counts = _integers(args.counts, "--counts")
+    methods = [m for m in args.methods.split(",") if m]
+    for method in methods:
+        if method not in METHODS:
+            raise ProbsymError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    rows = orbits.study(counts, methods, args.trials, args.seed)
+    title = "automorphic nodes: untrained paper MLP, spread of node outputs within orbits"
+    png, csv_path = plots.orbits_figure(args.out, rows, title)
+    return {"plot": str(png), "csv": str(csv_path), "rows": rows}
+
+
+def _integers(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError as error:
+        raise ProbsymError(f"{flag} takes comma-separated integers, got {text!r}") from error
+    if not values or min(values) < 1:
+        raise ProbsymError(f"{flag} takes integers >= 1, got {text!r}")
+    return values
+
+
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
@@ -453,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "separate": run_separate,
         "curves": run_curves,
         "analyze": run_analyze,
+        "orbits": run_orbits,
     }
     try:
         result = commands[args.command](args)

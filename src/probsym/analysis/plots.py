@@ -233,3 +233,52 @@ def gradients_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
     png = folder / "gradients.png"
     figure.savefig(png, dpi=110)
     return png, path
+
+
+def orbits_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
+    """Within-orbit spread / output scale against k: a panel per method measured at several k,
+    the methods measured at one k (canonical) drawn as crosses on every panel."""
+    path = write_csv(folder / "orbits.csv", rows)
+    counts: dict[str, set] = {}
+    for r in rows:
+        counts.setdefault(r["method"], set()).add(r["samples"])
+    swept = [m for m, ks in counts.items() if len(ks) > 1] or list(counts)
+    single = [m for m in counts if m not in swept]
+    graphs = list(dict.fromkeys(r["graph"] for r in rows if finite(r["spread"])))
+    figure, axes = _figure(len(swept))
+    for axis, method in zip(axes, swept, strict=True):
+        for i, graph in enumerate(graphs):
+            mine = [r for r in rows if r["method"] == method and r["graph"] == graph]
+            x = [r["samples"] for r in mine]
+            axis.plot(
+                x,
+                [r["spread"] / r["scale"] for r in mine],
+                "o-",
+                markersize=4,
+                color=_colour(i),
+                label=graph,
+            )
+            axis.plot(
+                x, [r["noise_floor"] / r["scale"] for r in mine], ":", color=_colour(i), alpha=0.6
+            )
+            for other in single:
+                for r in rows:
+                    if r["method"] == other and r["graph"] == graph:
+                        axis.plot(
+                            [r["samples"]],
+                            [r["spread"] / r["scale"]],
+                            "x",
+                            markersize=9,
+                            color=_colour(i),
+                        )
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("inference samples k")
+        axis.set_ylabel("within-orbit spread / output scale")
+        crosses = f"; ×: {', '.join(single)}" if single else ""
+        axis.set_title(f"{method} (dotted: Monte Carlo noise alone{crosses})", fontsize=10)
+        axis.legend(fontsize=7)
+    figure.suptitle(title, fontsize=11)
+    png = folder / "orbits.png"
+    figure.savefig(png, dpi=110)
+    return png, path

@@ -236,8 +236,11 @@ def gradients_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
 
 
 def orbits_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
-    """Within-orbit spread / output scale against k: a panel per method measured at several k,
-    the methods measured at one k (canonical) drawn as crosses on every panel."""
+    """Within-orbit spread / output scale against k (the orbit study).
+
+    A panel per method measured at several k; methods measured at one k (canonical) are
+    drawn as crosses on every panel.
+    """
     path = write_csv(folder / "orbits.csv", rows)
     counts: dict[str, set] = {}
     for r in rows:

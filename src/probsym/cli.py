@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     separate.add_argument(
         "--se-factor", type=_positive_float, default=5.0, help="standard errors (sound rule)"
     )
+    separate.add_argument(
+        "--control-seeds",
+        type=_positive_int,
+        default=1,
+        help="random models of the isomorphic-copy control (the first ones of the count)",
+    )
     separate.add_argument("--out", type=Path, default=None, help="folder for metrics.json")
     separate.add_argument("--quiet", action="store_true")
     return parser
@@ -318,7 +324,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 def run_separate(args: argparse.Namespace) -> dict[str, Any]:
     """``probsym separate``: count indistinguishable pairs over untrained random models.
 
-    Beside the count, the isomorphic-copy control under the same rule and the same models.
+    Beside the count, the isomorphic-copy control under the same rule, with the first
+    ``--control-seeds`` models of the count.
     """
     from probsym.experiments import graphsep
     from probsym.train import checkpoint
@@ -339,7 +346,7 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
         args.benchmark, graphs, args.method, args.backbone, args.seeds, rule, on_seed=report
     )
     copies = graphsep.separated_isomorphic_copies(
-        args.benchmark, graphs, args.method, args.backbone, rule=rule, seeds=used[0]
+        args.benchmark, graphs, args.method, args.backbone, rule=rule, seeds=args.control_seeds
     )
     metrics = {
         "experiment": args.benchmark,
@@ -351,6 +358,7 @@ def run_separate(args: argparse.Namespace) -> dict[str, Any]:
         "tolerance": rule.tolerance,
         "seeds": args.seeds,
         "seeds_used": used[0],
+        "control_seeds": args.control_seeds,
         "seed": 0,
         "epochs": 0,
         "train_seconds": round(time.perf_counter() - start, 2),

@@ -149,7 +149,8 @@ def build_base(config: TrainConfig, node_channels: int) -> torch.nn.Module:
         out_dim=NUM_CLASSES,
         level="node",
         grid=config.token_grid,
-        pad_mode="zero",
+        pad_mode=config.pad_mode,
+        centering=config.centering,
     )
 
 

@@ -85,6 +85,9 @@ class TrainConfig:
     tau: float = field(default=0.01, metadata={"help": "relaxation temperature"})
     interface_hidden: int = field(default=64, metadata={"help": "sampler network width"})
     interface_layers: int = field(default=3, metadata={"help": "sampler network layers"})
+    interface_dropout: float = field(
+        default=0.0, metadata={"help": "sampler network dropout (training only)"}
+    )
     hidden: int = field(default=64, metadata={"help": "base model width"})
     depth: int = field(default=4, metadata={"help": "base model layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})

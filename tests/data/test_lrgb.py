@@ -17,6 +17,8 @@ from probsym.data.lrgb import (
 )
 from probsym.errors import DataError, MissingDataError, UnknownNameError
 
+pytest.importorskip("ogb", reason="LRGB's vocabularies come from ogb: pip install 'probsym[lrgb]'")
+
 NAMES = ("peptides-func", "peptides-struct", "pcqm-contact")
 
 

@@ -15,6 +15,8 @@ from probsym.testing import assert_equivariant
 from probsym.train.config import resolve
 from probsym.train.loop import build_model
 
+pytest.importorskip("ogb", reason="LRGB's vocabularies come from ogb: pip install 'probsym[lrgb]'")
+
 NAMES = ("peptides-func", "peptides-struct", "pcqm-contact")
 TINY = ["--hidden", "16", "--depth", "1", "--heads", "2", "--token-grid", "4", "--max-nodes", "16"]
 RANKING = {

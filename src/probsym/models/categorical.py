@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probsym.errors import ShapeError
@@ -38,11 +37,13 @@ def one_hot_pairs(pair: Tensor, vocab: Sequence[int]) -> Tensor:
             f"codes, got {tuple(pair.shape)}"
         )
     indicator = pair[..., :1]
-    codes = pair[..., 1:].round().long().clamp_(min=0)
-    parts = [indicator]
-    for j, size in enumerate(vocab):
-        parts.append(F.one_hot(codes[..., j].clamp(max=size - 1), size).to(pair.dtype) * indicator)
-    return torch.cat(parts, dim=-1)
+    sizes = torch.tensor(list(vocab), device=pair.device)
+    start = 1 + torch.cumsum(sizes, 0) - sizes  # first channel of each code's one-hot
+    codes = torch.minimum(pair[..., 1:].round().long().clamp(min=0), sizes - 1)
+    # one allocation, written by a scatter: the k folded copies make this tensor the largest
+    out = pair.new_zeros(*pair.shape[:3], 1 + int(sizes.sum()))  # (b, n, n, 1 + Σ vocab)
+    out[..., :1] = indicator
+    return out.scatter_(-1, codes + start, indicator.expand_as(codes).to(pair.dtype))
 
 
 class OneHotPairs(nn.Module):

@@ -173,3 +173,33 @@ def test_the_check_has_power_on_the_unsymmetrized_base(lrgb_root, name):
     plain = Symmetrize(model.base, samplers.Identity(groups.Sn(), model.signature)).double()
     with pytest.raises(AssertionError, match="not equivariant"):
         assert_equivariant(plain, double_inputs(next(data["val"].batches(3))), atol=1e-6, rtol=1e-6)
+
+
+def paper_commands() -> list[list[str]]:
+    """The ``python -m probsym train`` commands of docs/lrgb.md, as argv lists."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "lrgb.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            if line.startswith("python -m probsym train"):
+                commands.append(shlex.split(line)[3:])
+    return commands
+
+
+def test_the_documented_paper_commands_parse_to_the_paper_settings():
+    commands = {argv[1]: argv for argv in paper_commands()}
+    assert set(commands) == set(NAMES)
+    expected = {
+        "peptides-func": {"pad_mode": "reflect", "centering": True, "weight_decay": 0.1},
+        "peptides-struct": {"pad_mode": "circular", "patch_dropout_uniform": True},
+        "pcqm-contact": {"samples": 10, "lr": 5e-5, "interface_dropout": 0.0},
+    }
+    for name, argv in commands.items():
+        _, config = cli.config_from_args(cli.build_parser().parse_args(argv))
+        assert config.backbone == "vit" and config.lr_schedule == "linear"
+        for key, value in expected[name].items():
+            assert getattr(config, key) == value, (name, key)

@@ -203,3 +203,10 @@ def test_the_documented_paper_commands_parse_to_the_paper_settings():
         assert config.backbone == "vit" and config.lr_schedule == "linear"
         for key, value in expected[name].items():
             assert getattr(config, key) == value, (name, key)
+
+
+def test_a_trained_run_re_evaluates(lrgb_root, tmp_path, capsys):
+    train(lrgb_root, tmp_path / "run", "pcqm-contact")
+    capsys.readouterr()
+    assert cli.main(["eval", str(tmp_path / "run"), "--eval-samples", "3", "--quiet"]) == 0
+    assert "mrr_filtered_noself" in capsys.readouterr().out

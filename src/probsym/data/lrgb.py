@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
+from torch_geometric.data import Data, InMemoryDataset
 
 from probsym.errors import DataError, MissingDataError, ProbsymError, UnknownNameError
 
@@ -37,7 +37,6 @@ __all__ = [
     "lrgb_dir",
 ]
 
-Name = Literal["peptides-func", "peptides-struct", "pcqm-contact"]
 SPLITS = ("train", "val", "test")
 #: Benchmark name -> (graph targets per graph or 0 for link prediction, the LRGB zip).
 NAMES: dict[str, tuple[int, str]] = {
@@ -65,7 +64,7 @@ def bond_vocab() -> list[int]:
     return list(_ogb_features().get_bond_feature_dims())
 
 
-def _ogb_features():
+def _ogb_features() -> ModuleType:
     try:
         from ogb.utils import features
     except ImportError as err:
@@ -137,7 +136,7 @@ def load_lrgb(
     download: bool = False,
     transform: Callable[[Data], Data] | None = None,
     validate: bool = True,
-):
+) -> InMemoryDataset:
     """One split of an LRGB benchmark, as PyG's ``LRGBDataset`` (compact sparse storage).
 
     Args:
@@ -168,7 +167,7 @@ def load_lrgb(
     return dataset
 
 
-def _validate(dataset, name: str, path: Path) -> None:
+def _validate(dataset: InMemoryDataset, name: str, path: Path) -> None:
     """Vectorised checks over the collated storage (no per-graph Python loop)."""
     store, slices = dataset._data, dataset.slices
     if slices is None or len(dataset) == 0:

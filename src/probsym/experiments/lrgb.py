@@ -19,8 +19,9 @@ Data: ``--data-dir`` holding PyG ``LRGBDataset`` files (``<dir>/<name>/raw/*.pt`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from torch import Tensor
 from probsym import Signature, Symmetrize, fields
 from probsym.data import cache_dir
 from probsym.errors import ConfigError, ProbsymError
-from probsym.experiments.base import Experiment, Split
+from probsym.experiments.base import DataSplit, Experiment, Split
 from probsym.train.config import TrainConfig
 
 __all__ = ["EXPERIMENTS", "TASKS", "Task"]
@@ -55,7 +56,7 @@ class Task(NamedTuple):
     level: Literal["graph", "pair"]
     out_dim: int
     max_nodes: int
-    paper: dict
+    paper: Mapping[str, Any]
 
 
 TASKS = {
@@ -104,7 +105,7 @@ def data_root(config: TrainConfig) -> tuple[Path, bool]:
     return cache_dir("LRGB"), True
 
 
-def build_data(task: Task, config: TrainConfig) -> dict:
+def build_data(task: Task, config: TrainConfig) -> dict[str, DataSplit]:
     """Sparse splits densified per batch (size-bucketed): ``x`` one-hot atoms, ``adj`` codes.
 
     Batches hold ``x (b, n, Σ atom vocab)``, ``adj (b, n, n, 1 + 3)`` (edge indicator, then the
@@ -268,7 +269,13 @@ _COMMON = {
 }
 
 
-def _experiment(task: Task, loss, metrics, select: tuple[str, str], **extra) -> Experiment:
+def _experiment(
+    task: Task,
+    loss: Callable[[Tensor, Tensor], Tensor],
+    metrics: Callable[[Tensor, Tensor], dict[str, float]],
+    select: tuple[str, str],
+    **extra: Any,
+) -> Experiment:
     return Experiment(
         name=task.name,
         build_data=lambda config: build_data(task, config),

@@ -81,3 +81,27 @@ def test_pattern_pipeline_and_curves_run_on_a_tiny_generated_set(tmp_path):
     assert 0 < result["peak_rss_gb"] < 24
     assert result["train_graphs_per_second"] > 0 and result["eval_graphs_per_second"] > 0
     assert set(result["test"]) == {"loss", "accuracy", "plain_accuracy"}
+
+
+def test_pattern_pipeline_times_the_lrgb_shapes(tmp_path):
+    import subprocess
+
+    pytest.importorskip("ogb", reason="LRGB's vocabularies come from ogb")
+    bench = SCRIPT.parent / "pattern_pipeline.py"
+    out = tmp_path / "shapes.json"
+    tiny = ["--hidden", "16", "--depth", "1", "--heads", "2", "--token-grid", "4"]
+    tiny += ["--max-nodes", "12", "--eval-samples", "2", "--interface-hidden", "8"]
+    argv = ["--shapes", "--shape-batch", "2", "--shape-steps", "1", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(bench), *argv, "--extra", *tiny],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == json.loads(out.read_text())
+    rows = {row["benchmark"]: row for row in result["shapes"]}
+    assert set(rows) == {"peptides-func", "peptides-struct", "pcqm-contact"}
+    for row in rows.values():
+        assert row["nodes"] == 12 and row["train_graphs_per_second"] > 0
+        assert row["eval_graphs_per_second"] > 0 and 0 < row["peak_rss_gb"] < 24

@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probsym", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train and test one model")
-    train.add_argument("experiment", help="exp-classify | nbody | pattern")
+    train.add_argument(
+        "experiment",
+        help="exp-classify | nbody | pattern | peptides-func | peptides-struct | pcqm-contact",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config_options(train)
     evaluate = commands.add_parser("eval", help="re-evaluate a saved run on its test split")
@@ -131,7 +134,10 @@ def _add_curves_parser(commands) -> None:
     curves = commands.add_parser(
         "curves", help="train methods x seeds for one time budget; plot metric vs minutes"
     )
-    curves.add_argument("experiment", help="exp-classify | nbody | pattern")
+    curves.add_argument(
+        "experiment",
+        help="exp-classify | nbody | pattern | peptides-func | peptides-struct | pcqm-contact",
+    )
     curves.add_argument("--methods", default="ps,ga,fa,canonical", help="comma-separated")
     curves.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     curves.add_argument("--budget", type=float, required=True, help="training minutes per run")

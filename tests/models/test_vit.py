@@ -377,3 +377,15 @@ def test_resize_grid_in_place():
     model.resize_grid(6)
     assert model.max_tokens == 36 and model.grid == 6
     assert model(torch.randn(1, 36, 64)).shape == (1, 37, 64)
+
+
+def test_patch_dropout_keeps_the_class_token_in_training_only():
+    vit = ViT(width=16, depth=1, heads=2, grid=4)
+    tokens = torch.randn(3, 16, 16)
+    vit.patch_dropout = 0.5
+    vit.train()
+    assert vit(tokens).shape == (3, 1 + 8, 16)
+    vit.patch_dropout_uniform = True
+    assert 1 + 8 <= vit(tokens).shape[1] <= 1 + 16
+    vit.eval()
+    assert vit(tokens).shape == (3, 1 + 16, 16)

@@ -228,3 +228,17 @@ def test_soft_permutation_has_no_subnormal_entries_at_small_tau(dtype):
     assert bool((p == 0).any()), "the cut must be exercised"
     (p.square().sum() + permutation_entropy(p, MASK)).backward()
     assert bool(torch.isfinite(scores.grad).all())
+
+
+def test_soft_permutation_under_autocast_keeps_its_dtype_and_backpropagates():
+    """``--precision bf16``: the Sinkhorn ran its products in bf16 and its backward then failed
+    on the mixed dtypes (issue 12's paper commands); it now runs in the scores' dtype."""
+    scores = separated_scores(torch.float32).requires_grad_(True)
+    index = order_by_keys(scores.detach(), MASK)
+    expected = soft_permutation(scores, index, MASK, 0.5, iterations=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        soft = soft_permutation(scores, index, MASK, 0.5, iterations=5)
+    assert soft.dtype == torch.float32
+    torch.testing.assert_close(soft, expected)
+    (soft * 2).sum().backward()
+    assert scores.grad.dtype == torch.float32 and bool(torch.isfinite(scores.grad).all())

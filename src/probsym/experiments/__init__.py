@@ -27,6 +27,15 @@ def _nbody() -> Experiment:
     return nbody.EXPERIMENT
 
 
+def _lrgb(name: str) -> Callable[[], Experiment]:
+    def build() -> Experiment:
+        from probsym.experiments import lrgb
+
+        return lrgb.EXPERIMENTS[name]
+
+    return build
+
+
 def _pattern() -> Experiment:
     from probsym.experiments import pattern
 
@@ -37,13 +46,16 @@ EXPERIMENTS: dict[str, Callable[[], Experiment]] = {
     "exp-classify": _graphsep("exp-classify"),
     "nbody": _nbody,
     "pattern": _pattern,
+    "peptides-func": _lrgb("peptides-func"),
+    "peptides-struct": _lrgb("peptides-struct"),
+    "pcqm-contact": _lrgb("pcqm-contact"),
 }
 
 #: Untrained separation benchmarks (``probsym separate``).
 SEPARATION = ("graph8c", "exp")
 
 #: Named in the CLI but not implemented in this release (their own issues).
-PLANNED = ("peptides-func", "peptides-struct", "pcqm-contact")
+PLANNED: tuple[str, ...] = ()
 
 
 def get(name: str) -> Experiment:

@@ -149,23 +149,28 @@ def build_base(config: TrainConfig, node_channels: int) -> torch.nn.Module:
         out_dim=NUM_CLASSES,
         level="node",
         grid=config.token_grid,
-        pad_mode="zero",
+        pad_mode=config.pad_mode,
+        centering=config.centering,
     )
 
 
-def build_sampler(config: TrainConfig) -> samplers.Sampler:
+def build_sampler(config: TrainConfig, signature: Signature = SIGNATURE) -> samplers.Sampler:
     """The S_n distribution for ``--method`` with the paper's interface (GIN 3 x 64, τ 0.01)."""
     group = groups.Sn()
     if config.method == "none":
-        return samplers.Identity(group, SIGNATURE)
-    options = {"hidden_dim": config.interface_hidden, "num_layers": config.interface_layers}
+        return samplers.Identity(group, signature)
+    options = {
+        "hidden_dim": config.interface_hidden,
+        "num_layers": config.interface_layers,
+        "dropout": config.interface_dropout,
+    }
     if config.method == "ps":
         return samplers.Learned(
-            group, SIGNATURE, **options, noise_scale=config.noise_scale, tau=config.tau
+            group, signature, **options, noise_scale=config.noise_scale, tau=config.tau
         )
     if config.method == "canonical":
-        return samplers.Canonical(group, SIGNATURE, **options, tau=config.tau)
-    return samplers.resolve(config.method, group, SIGNATURE)
+        return samplers.Canonical(group, signature, **options, tau=config.tau)
+    return samplers.resolve(config.method, group, signature)
 
 
 def build_model(config: TrainConfig, example: Split) -> Symmetrize:

@@ -147,10 +147,20 @@ class ViT(nn.Module):
         width, depth, heads, grid, patch, in_chans, mlp_ratio, num_classes: See
             :class:`ViTConfig`.
 
+    Attributes:
+        patch_dropout: In training, keep a random ``max(1, int(t·(1 − rate)))`` of the patch
+            tokens after the position embedding (timm's ``PatchDropout``; the class token is
+            kept). 0 (the default) is off; the LRGB Peptides configs use 0.5.
+        patch_dropout_uniform: Draw the rate from ``U(0, patch_dropout)`` on every forward
+            (the authors' ``max_patch_dropout``).
+
     Shapes:
         ``forward``: tokens ``(b, t, d)`` with ``t ≤ max_tokens = grid²`` -> ``(b, 1 + t, d)``,
-        the class token first, after the final norm.
+        the class token first, after the final norm (fewer tokens under patch dropout).
     """
+
+    patch_dropout: float = 0.0
+    patch_dropout_uniform: bool = False
 
     def __init__(
         self,
@@ -213,7 +223,20 @@ class ViT(nn.Module):
         t = tokens.shape[1]
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         x = torch.cat([cls, tokens], dim=1) + self.pos_embed[:, : 1 + t]  # (b, 1 + t, d)
+        if self.training and self.patch_dropout > 0:
+            x = self._drop_patches(x)
         return self.norm(self.blocks(x))
+
+    def _drop_patches(self, x: Tensor) -> Tensor:
+        """Keep the class token and a random subset of the patch tokens (per example)."""
+        rate = self.patch_dropout
+        if self.patch_dropout_uniform:
+            rate = float(torch.rand(())) * rate
+        b, t = x.shape[0], x.shape[1] - 1
+        keep = max(1, int(t * (1.0 - rate)))
+        index = torch.rand(b, t, device=x.device).argsort(dim=1)[:, :keep] + 1  # (b, keep)
+        kept = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return torch.cat([x[:, :1], kept], dim=1)  # (b, 1 + keep, d)
 
     def forward_image(self, images: Tensor) -> Tensor:
         """Images ``(b, in_chans, g·patch, g·patch)`` -> all tokens ``(b, 1 + g², d)``."""

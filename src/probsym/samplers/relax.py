@@ -87,7 +87,11 @@ def soft_permutation(
         padded = ~mask.unsqueeze(2) & ~slots.unsqueeze(1)
         p = torch.where(pair_mask, p, padded.to(p.dtype))
     if iterations > 0:
-        p = _Sinkhorn.apply(p, iterations)
+        # The loop's products run in p's dtype even under autocast (``--precision bf16``): in
+        # bf16 the scalings lose the balance they exist for, and the saved bf16 scalings broke
+        # the backward pass's products.
+        with torch.autocast(p.device.type, enabled=False):
+            p = _Sinkhorn.apply(p, iterations)
     return p if pair_mask is None else p * pair_mask
 
 
@@ -122,6 +126,7 @@ class _Sinkhorn(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: D102 - autograd hook
         k, *saved = ctx.saved_tensors
+        grad = grad.to(k.dtype)  # a gradient from an autocast region may arrive in bf16 / fp16
         steps = len(saved) // 2
         rows, cols = saved[:steps], saved[steps:]  # cols[0] is the initial all-ones scaling
         k_t = k.transpose(1, 2)

@@ -85,6 +85,9 @@ class TrainConfig:
     tau: float = field(default=0.01, metadata={"help": "relaxation temperature"})
     interface_hidden: int = field(default=64, metadata={"help": "sampler network width"})
     interface_layers: int = field(default=3, metadata={"help": "sampler network layers"})
+    interface_dropout: float = field(
+        default=0.0, metadata={"help": "sampler network dropout (training only)"}
+    )
     hidden: int = field(default=64, metadata={"help": "base model width"})
     depth: int = field(default=4, metadata={"help": "base model layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
@@ -101,6 +104,21 @@ class TrainConfig:
     )
     max_nodes: int = field(
         default=0, metadata={"help": "largest graph the token grid holds (0: the data set's)"}
+    )
+    pad_mode: str = field(
+        default="zero",
+        metadata={
+            "help": "graph-token padding up to the grid: zero | reflect | replicate | circular"
+        },
+    )
+    centering: bool = field(
+        default=False, metadata={"help": "pad the graph symmetrically in the token grid"}
+    )
+    patch_dropout: float = field(
+        default=0.0, metadata={"help": "training-time patch-token dropout rate (transformer/vit)"}
+    )
+    patch_dropout_uniform: bool = field(
+        default=False, metadata={"help": "draw the patch dropout rate from U(0, rate) per step"}
     )
     eval_chunk: int = field(
         default=0, metadata={"help": "evaluate the base on at most N folded inputs at a time"}
@@ -151,6 +169,7 @@ class TrainConfig:
             ("lr_schedule", LR_SCHEDULES),
             ("budget_clock", BUDGET_CLOCKS),
             ("noise_at", NOISE_ENTRIES),
+            ("pad_mode", PAD_MODES),
         )
         for name, choices in choices_of:
             value = getattr(self, name)
@@ -159,6 +178,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"option {flag} must be one of {', '.join(choices)}, got {value!r}"
                 )
+        if isinstance(self.patch_dropout, float) and not 0 <= self.patch_dropout < 1:
+            raise ConfigError(f"option --patch-dropout must be in [0, 1), got {self.patch_dropout}")
         if isinstance(self.samples_schedule, str):
             parse_samples_schedule(self.samples_schedule)
 
@@ -176,6 +197,9 @@ class TrainConfig:
 #: The choices of ``--noise-at`` (``probsym.samplers.learned.NOISE_ENTRIES``, kept here so that
 #: reading a config does not import torch).
 NOISE_ENTRIES = ("input", "heads")
+
+#: The choices of ``--pad-mode`` (``probsym.models.graph_tokens.PAD_MODES``, without torch).
+PAD_MODES = ("zero", "reflect", "replicate", "circular")
 
 #: The choices of ``--budget-clock``.
 BUDGET_CLOCKS = ("wall", "cpu")

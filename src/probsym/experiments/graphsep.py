@@ -219,9 +219,7 @@ def indistinguishable_pairs(
             # Only graphs in still-undistinguished pairs need embedding again.
             used, local = torch.unique(candidates, return_inverse=True)
             mean, error = estimate(model, {k: v[used] for k, v in split.items()}, rule)
-            a, b = local[:, 0], local[:, 1]
-            apart = separated(mean[a], _rows(error, a), mean[b], _rows(error, b), rule)
-            candidates = candidates[~apart]
+            candidates = candidates[~_separated_pairs(local, mean, error, rule)]
         remaining = len(candidates)
         if on_seed is not None:
             on_seed(seed, remaining)
@@ -277,6 +275,20 @@ def _random_model(
 
 def _rows(error: Tensor | None, index: Tensor) -> Tensor | None:
     return None if error is None else error[index]
+
+
+def _separated_pairs(
+    pairs: Tensor, mean: Tensor, error: Tensor | None, rule: SeparationRule, chunk: int = 1 << 20
+) -> Tensor:
+    """:func:`separated` for index pairs ``(p, 2)`` into ``mean``, in chunks of pairs.
+
+    GRAPH8c under the sound rule can leave tens of millions of candidates after one model.
+    """
+    out = []
+    for start in range(0, len(pairs), chunk):
+        a, b = pairs[start : start + chunk, 0], pairs[start : start + chunk, 1]
+        out.append(separated(mean[a], _rows(error, a), mean[b], _rows(error, b), rule))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
 def _unseparated_pairs(

@@ -382,6 +382,8 @@ def run_orbits(args: argparse.Namespace) -> dict[str, Any]:
     from probsym.samplers import METHODS
 
     counts = _integers(args.counts, "--counts")
+    if not counts or min(counts) < 1:
+        raise ProbsymError(f"--counts takes integers >= 1, got {args.counts!r}")
     methods = [m for m in args.methods.split(",") if m]
     for method in methods:
         if method not in METHODS:
@@ -393,13 +395,11 @@ def run_orbits(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _integers(text: str, flag: str) -> tuple[int, ...]:
+    """Comma-separated integers of option ``flag``."""
     try:
-        values = tuple(int(c) for c in text.split(",") if c.strip())
+        return tuple(int(c) for c in text.split(",") if c.strip())
     except ValueError as error:
         raise ProbsymError(f"{flag} takes comma-separated integers, got {text!r}") from error
-    if not values or min(values) < 1:
-        raise ProbsymError(f"{flag} takes integers >= 1, got {text!r}")
-    return values
 
 
 def _stderr(text: str) -> None:
@@ -456,12 +456,7 @@ def run_analyze(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        counts = tuple(int(c) for c in args.counts.split(",") if c.strip())
-    except ValueError as error:
-        raise ProbsymError(
-            f"--counts takes comma-separated integers, got {args.counts!r}"
-        ) from error
+    counts = _integers(args.counts, "--counts")
     options = AnalyzeOptions(
         counts=counts,
         max_samples=args.max_samples or 0,

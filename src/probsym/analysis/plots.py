@@ -38,6 +38,13 @@ def _figure(columns: int):
     return figure, list(axes)
 
 
+def _save(figure, title: str, png: Path) -> Path:
+    """Title ``figure`` and write it to ``png``."""
+    figure.suptitle(title, fontsize=11)
+    figure.savefig(png, dpi=110)
+    return png
+
+
 def _runs(rows: Rows) -> list[str]:
     return list(dict.fromkeys(r["run"] for r in rows))
 
@@ -130,9 +137,7 @@ def entropy_figure(
         )
     else:
         _empty(right, "no S_n factor: no permutation entropy")
-    figure.suptitle(title, fontsize=11)
-    png = folder / "entropy.png"
-    figure.savefig(png, dpi=110)
+    png = _save(figure, title, folder / "entropy.png")
     return png, curves_csv, checkpoint_csv
 
 
@@ -159,9 +164,7 @@ def samples_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
         axis.set_ylabel(name)
         axis.set_title(f"{name} vs N (mean ± std over trials)", fontsize=10)
         axis.legend(fontsize=7)
-    figure.suptitle(title, fontsize=11)
-    png = folder / "samples.png"
-    figure.savefig(png, dpi=110)
+    png = _save(figure, title, folder / "samples.png")
     return png, path
 
 
@@ -192,9 +195,7 @@ def variance_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
         else:
             _empty(axis, f"no {label}\n(no per-input readout)")
         axis.set_title(f"{label} over trials (dotted: ∝ 1/N)", fontsize=10)
-    figure.suptitle(title, fontsize=11)
-    png = folder / "variance.png"
-    figure.savefig(png, dpi=110)
+    png = _save(figure, title, folder / "variance.png")
     return png, path
 
 
@@ -229,9 +230,7 @@ def gradients_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
     right.set_title("Sampler penalty (entropy of the relaxed permutation)", fontsize=10)
     if right.get_lines():
         right.legend(fontsize=7)
-    figure.suptitle(title, fontsize=11)
-    png = folder / "gradients.png"
-    figure.savefig(png, dpi=110)
+    png = _save(figure, title, folder / "gradients.png")
     return png, path
 
 
@@ -281,7 +280,5 @@ def orbits_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
         crosses = f"; ×: {', '.join(single)}" if single else ""
         axis.set_title(f"{method} (dotted: Monte Carlo noise alone{crosses})", fontsize=10)
         axis.legend(fontsize=7)
-    figure.suptitle(title, fontsize=11)
-    png = folder / "orbits.png"
-    figure.savefig(png, dpi=110)
+    png = _save(figure, title, folder / "orbits.png")
     return png, path

@@ -273,7 +273,8 @@ def _random_model(
     return Symmetrize(base, build_sampler(method), num_samples=s, eval_num_samples=s)
 
 
-def _rows(error: Tensor | None, index: Tensor) -> Tensor | None:
+def _rows(error: Tensor | None, index) -> Tensor | None:
+    """``error[index]``, or ``None`` under the paper's rule (no errors)."""
     return None if error is None else error[index]
 
 
@@ -300,17 +301,14 @@ def _unseparated_pairs(
     found = []
     for start in range(0, count, chunk):
         rows = slice(start, start + chunk)
-        a_error = None if error is None else error[rows, None]
-        apart = separated(mean[rows, None], a_error, mean[None], _none_or(error), rule)
+        apart = separated(
+            mean[rows, None], _rows(error, (rows, None)), mean[None], _rows(error, None), rule
+        )
         i, j = (~apart).nonzero(as_tuple=True)
         i = i + start
         keep = i < j
         found.append(torch.stack([i[keep], j[keep]], dim=1))
     return torch.cat(found)
-
-
-def _none_or(error: Tensor | None) -> Tensor | None:
-    return None if error is None else error[None]
 
 
 # ---- EXP-classify -------------------------------------------------------------------------------

@@ -220,6 +220,21 @@ def batch_metrics(prediction: Tensor, target: Tensor) -> dict[str, float]:
     return {"accuracy": float(weighted_accuracy(prediction, target))}
 
 
+#: CPU-budget defaults of the token-transformer benchmarks (PATTERN, LRGB): a small transformer
+#: from scratch, one training sample, AdamW with weight decay, clipping.
+TOKEN_MODEL_DEFAULTS = {
+    "epochs": 10,
+    "samples": 1,
+    "eval_samples": 10,
+    "lr": 1e-4,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "hidden": 96,
+    "depth": 4,
+    "heads": 4,
+    "backbone": "transformer",
+}
+
 EXPERIMENT = Experiment(
     name="pattern",
     build_data=build_data,
@@ -230,20 +245,7 @@ EXPERIMENT = Experiment(
     batch_metrics=batch_metrics,
     # CPU-budget defaults; the paper's protocol (25,000 steps of batch 128, lr 1e-5 with 5,000
     # warm-up steps, weight decay 0.01, bf16 on GPUs) is in docs/results.md as one command.
-    defaults={
-        "epochs": 10,
-        "batch_size": 128,
-        "eval_batch_size": TEST_BATCH,
-        "samples": 1,
-        "eval_samples": 10,
-        "lr": 1e-4,
-        "weight_decay": 0.01,
-        "grad_clip": 1.0,
-        "hidden": 96,
-        "depth": 4,
-        "heads": 4,
-        "backbone": "transformer",
-    },
+    defaults={**TOKEN_MODEL_DEFAULTS, "batch_size": 128, "eval_batch_size": TEST_BATCH},
     backbones=BACKBONES,
     select=("loss", "min"),
     extra_methods=("none",),

@@ -263,22 +263,16 @@ def orbits_figure(folder: Path, rows: Rows, title: str) -> tuple[Path, Path]:
             axis.plot(
                 x, [r["noise_floor"] / r["scale"] for r in mine], ":", color=_colour(i), alpha=0.6
             )
-            for other in single:
-                for r in rows:
-                    if r["method"] == other and r["graph"] == graph:
-                        axis.plot(
-                            [r["samples"]],
-                            [r["spread"] / r["scale"]],
-                            "x",
-                            markersize=9,
-                            color=_colour(i),
-                        )
+            crosses = [r for r in rows if r["method"] in single and r["graph"] == graph]
+            x = [r["samples"] for r in crosses]
+            y = [r["spread"] / r["scale"] for r in crosses]
+            axis.plot(x, y, "x", markersize=9, color=_colour(i))
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("inference samples k")
         axis.set_ylabel("within-orbit spread / output scale")
-        crosses = f"; ×: {', '.join(single)}" if single else ""
-        axis.set_title(f"{method} (dotted: Monte Carlo noise alone{crosses})", fontsize=10)
+        marked = f"; ×: {', '.join(single)}" if single else ""
+        axis.set_title(f"{method} (dotted: Monte Carlo noise alone{marked})", fontsize=10)
         axis.legend(fontsize=7)
     png = _save(figure, title, folder / "orbits.png")
     return png, path

@@ -139,12 +139,13 @@ class SeparationRule:
 def embed(model: Symmetrize, split: Split, batch_size: int = 100) -> Tensor:
     """Outputs of ``model`` (eval mode) for every graph of ``split``."""
     model.eval()
-    outs = []
-    count = len(split["x"])
-    for start in range(0, count, batch_size):
-        batch = {k: split[k][start : start + batch_size] for k in ("x", "adj", "mask")}
-        outs.append(model(**batch).value)
-    return torch.cat(outs)
+    return torch.cat([model(**batch).value for batch in _batches(split, batch_size)])
+
+
+def _batches(split: Split, batch_size: int):
+    """The model inputs of ``split`` in consecutive batches."""
+    for start in range(0, len(split["x"]), batch_size):
+        yield {k: split[k][start : start + batch_size] for k in ("x", "adj", "mask")}
 
 
 @torch.no_grad()
@@ -160,8 +161,7 @@ def estimate(
         return embed(model, split, batch_size).double(), None
     model.eval()
     means, errors = [], []
-    for start in range(0, len(split["x"]), batch_size):
-        batch = {k: split[k][start : start + batch_size] for k in ("x", "adj", "mask")}
+    for batch in _batches(split, batch_size):
         draws = model.sample_outputs(**batch, num_samples=rule.mc_samples).double()
         means.append(draws.mean(1))
         errors.append(draws.std(1) / rule.mc_samples**0.5)
